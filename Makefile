@@ -1,0 +1,31 @@
+# Thin wrapper over CMake so that the README's two commands are short.
+#   make run   - install deps, build (Release), fetch the default model, run it
+#   make test  - install deps, build with ASan+UBSan, fetch the model, run CTest
+JOBS ?= $(shell nproc)
+PROMPT ?= The bar-tailed godwit is a bird that
+.PHONY: all deps build run test test-build clean model
+
+all: build
+
+deps:
+	bash scripts/install_deps.sh
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DGODWIT_NATIVE=ON >/dev/null
+	cmake --build build -j $(JOBS)
+
+model:
+	bash scripts/fetch_model.sh
+
+run: build model
+	./build/godwit run -p "$(PROMPT)" -n 64
+
+test-build: deps
+	cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGODWIT_SANITIZE=ON >/dev/null
+	cmake --build build-test -j $(JOBS)
+
+test: test-build model
+	cd build-test && ctest --output-on-failure -j $(JOBS)
+
+clean:
+	rm -rf build build-test

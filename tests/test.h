@@ -1,0 +1,53 @@
+/* Minimal test harness: each tests/test_*.c is one executable run by CTest.
+ * CHECK records a failure and continues; the process exits non-zero if any
+ * check failed. A test that needs the real model calls test_model_path() and
+ * skips (exit 77, which CTest reports as skipped) only when GODWIT_SKIP_MODEL
+ * is set; otherwise a missing model is a failure. */
+#ifndef GODWIT_TEST_H
+#define GODWIT_TEST_H
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+static int test_failures = 0;
+static int test_checks = 0;
+
+#define CHECK(cond) do { test_checks++; if (!(cond)) { test_failures++; \
+    fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+#define CHECK_MSG(cond, ...) do { test_checks++; if (!(cond)) { test_failures++; \
+    fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#define CHECK_NEAR(a, b, tol) do { double a_ = (a), b_ = (b); test_checks++; \
+    if (!(fabs(a_ - b_) <= (tol))) { test_failures++; \
+    fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s=%g %s=%g tol=%g\n", __FILE__, __LINE__, \
+            #a, a_, #b, b_, (double)(tol)); } } while (0)
+
+static inline int test_finish(const char *name) {
+    printf("%s: %d checks, %d failed\n", name, test_checks, test_failures);
+    return test_failures ? 1 : 0;
+}
+
+/* Path of a file under the source root (tests run with cwd = source root). */
+static inline const char *test_path(const char *rel) {
+    static char buf[4096];
+    const char *root = getenv("GODWIT_ROOT");
+    snprintf(buf, sizeof buf, "%s/%s", root ? root : ".", rel);
+    return buf;
+}
+
+/* The default model, fetched by scripts/fetch_model.sh before the tests run. */
+static inline const char *test_model_path(void) {
+    static char buf[4096];
+    const char *root = getenv("GODWIT_ROOT");
+    snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", root ? root : ".");
+    FILE *f = fopen(buf, "rb");
+    if (!f) {
+        if (getenv("GODWIT_SKIP_MODEL")) { printf("model missing, skipped\n"); exit(77); }
+        fprintf(stderr, "model %s missing: run scripts/fetch_model.sh\n", buf);
+        exit(1);
+    }
+    fclose(f);
+    return buf;
+}
+#endif
