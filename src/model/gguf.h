@@ -71,6 +71,23 @@ bool gguf_get_arr_f32(const gguf_file *f, const char *key, uint64_t i, float *ou
  * as their type and length plus the first few elements. */
 void gguf_kv_to_string(const gguf_file *f, int64_t i, char *buf, size_t buflen);
 
+/* Notes on the above, as implemented in gguf.c: keys and tensor names never
+ * contain NUL bytes (such files are refused), so lookups by C string are
+ * exact. gguf_get_arr_f32 rounds float64 elements to the nearest float (as
+ * gguf_get_f32 does) but takes integer elements only when exact.
+ * gguf_kv_type of an out-of-range index returns GGUF_VT_UINT8. */
+
+/* File offset where the data section starts, and the file size. */
+size_t gguf_data_offset(const gguf_file *f);
+size_t gguf_file_size(const gguf_file *f);
+/* "uint32", "string", ...; "unknown" for other numbers. */
+const char *gguf_vtype_name(gguf_vtype t);
+/* Raw elements of an array of a fixed-size type (numbers or bool), for bulk
+ * reads: a pointer into the file, little-endian and possibly unaligned (read
+ * with memcpy). NULL for string arrays, arrays of arrays and non-arrays. */
+const void *gguf_get_arr_data(const gguf_file *f, const char *key, gguf_vtype *elem_type,
+                              uint64_t *n);
+
 /* Tensors. */
 int64_t gguf_n_tensors(const gguf_file *f);
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);

@@ -1,0 +1,93 @@
+/* godwit public C API: load a model, open a context (KV cache + threads),
+ * manage sequences, run forward passes over flat batches of tokens, sample.
+ * The CLI (src/main.c) uses only this header plus the tokenizer's. */
+#ifndef GODWIT_H
+#define GODWIT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gw_model gw_model;
+typedef struct gw_context gw_context;
+struct gw_tokenizer;
+
+/* ---- model ---- */
+gw_model *gw_model_load(const char *path, char *err, size_t errlen);
+void gw_model_free(gw_model *m);
+const struct gw_tokenizer *gw_model_tokenizer(const gw_model *m);
+int gw_model_n_vocab(const gw_model *m);
+int gw_model_n_ctx_train(const gw_model *m);
+const char *gw_model_chat_template(const gw_model *m); /* NULL if none */
+/* Bytes of the weight matrices a decode step reads (the embedding counted
+ * once, as the output head when tied). */
+size_t gw_model_weight_bytes(const gw_model *m);
+/* One-line description: architecture, size, quantization. */
+void gw_model_describe(const gw_model *m, char *buf, size_t buflen);
+
+/* ---- context ---- */
+typedef struct {
+    int n_ctx;          /* KV slots available in total (all sequences) */
+    int n_batch;        /* most tokens in one forward pass */
+    int n_threads;      /* 0: all cores */
+    int kv_block_size;  /* tokens per KV block (16 by default) */
+} gw_context_params;
+
+gw_context_params gw_context_default_params(void);
+gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, size_t errlen);
+void gw_context_free(gw_context *c);
+int gw_context_n_ctx(const gw_context *c);
+int gw_context_n_batch(const gw_context *c);
+int gw_context_n_threads(const gw_context *c);
+size_t gw_context_kv_bytes_per_token(const gw_context *c);
+
+/* ---- sequences: each owns a block table in the paged KV cache ---- */
+int gw_seq_open(gw_context *c);                 /* new sequence id, or -1 */
+void gw_seq_close(gw_context *c, int seq);      /* frees its KV blocks */
+int gw_seq_len(const gw_context *c, int seq);   /* tokens in its KV cache */
+void gw_seq_truncate(gw_context *c, int seq, int n); /* keep the first n */
+
+/* ---- forward ---- */
+/* A flat batch: token i belongs to sequence seq[i] at position pos[i].
+ * Within one sequence tokens must be consecutive and follow on from what its
+ * KV cache holds (pos == gw_seq_len at the time). logits[i] != 0 asks for that
+ * token's next-token logits. */
+typedef struct {
+    int n_tokens;
+    const int32_t *token;
+    const int32_t *seq;
+    const int32_t *pos;
+    const int8_t *logits;
+} gw_batch;
+
+/* Runs the batch (n_tokens <= n_batch). Writes n_vocab floats per requested
+ * token, in batch order, to out. Returns 0, or -1 with a message in err (bad
+ * token id, positions out of order, KV cache full). On error no sequence has
+ * changed. */
+int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t errlen);
+
+/* ---- sampling ---- */
+typedef struct {
+    float temperature;      /* 0: greedy */
+    int top_k;              /* 0: off */
+    float top_p;            /* 1: off */
+    float min_p;            /* 0: off */
+    float repeat_penalty;   /* 1: off */
+    int repeat_last_n;      /* tokens of history the penalty looks at */
+    uint64_t seed;
+} gw_sampler_params;
+
+typedef struct gw_sampler gw_sampler;
+gw_sampler_params gw_sampler_default_params(void);
+gw_sampler *gw_sampler_new(const gw_sampler_params *p, int n_vocab);
+void gw_sampler_free(gw_sampler *s);
+/* Picks a token from logits (modified in place) given the recent history. */
+int32_t gw_sample(gw_sampler *s, float *logits, const int32_t *history, int n_history);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

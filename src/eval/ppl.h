@@ -1,0 +1,33 @@
+/* Perplexity over a token stream, with llama.cpp's llama-perplexity protocol
+ * so that the two engines' figures can be compared directly: the stream is
+ * cut into non-overlapping chunks of n_ctx tokens; each chunk is evaluated
+ * from an empty cache (its first token replaced by BOS when the model adds
+ * one); only the second half of each chunk is scored, so every scored token
+ * has at least n_ctx/2 tokens of context. */
+#ifndef GODWIT_PPL_H
+#define GODWIT_PPL_H
+#include <stdint.h>
+
+#include "godwit.h"
+
+typedef struct {
+    int n_ctx;          /* tokens per chunk */
+    int n_chunks;       /* 0: as many as the stream holds */
+    int32_t bos;        /* -1: keep each chunk's first token */
+} gw_ppl_params;
+
+typedef struct {
+    double ppl;         /* exp(mean negative log-likelihood) */
+    double ppl_err;     /* standard error of ppl (delta method over tokens) */
+    double mean_nll;
+    long n_scored;
+    int n_chunks;
+    double seconds;
+} gw_ppl_result;
+
+/* progress(chunk_done, n_chunks, ppl_so_far, user) is called after each
+ * chunk (may be NULL). Returns 0, or -1 with a message in err. */
+int gw_perplexity(gw_context *c, int n_vocab, const int32_t *tokens, int64_t n_tokens,
+                  const gw_ppl_params *p, void (*progress)(int, int, double, void *), void *user,
+                  gw_ppl_result *out, char *err, size_t errlen);
+#endif

@@ -1,0 +1,490 @@
+/* The forward pass: one call runs a flat batch of tokens, any mix of prompt
+ * chunks and decode steps from different sequences, through every layer of
+ * the model, reading and appending to each sequence's pages in the KV cache.
+ *
+ * Data flow per layer (T = tokens in the batch):
+ *   x[T][E] -> rmsnorm -> q,k,v projections -> RoPE -> append k,v to cache
+ *   -> attention over each token's sequence (causal) -> output projection
+ *   -> residual -> rmsnorm -> gate/up -> SiLU(gate)*up -> down -> residual
+ * Matrix products go through gw_matmul (quantized kernels); the work of each
+ * op is split into tasks run by the context's thread pool. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/quant.h"
+#include "backend/cpu/threadpool.h"
+#include "godwit.h"
+#include "kv/kv_cache.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+#define MAX_SEQS 256
+
+struct gw_context {
+    gw_model *model;
+    gw_threadpool *pool;
+    int n_ctx, n_batch;
+    gw_kv_pool kv;
+    gw_kv_seq seqs[MAX_SEQS];
+    bool seq_used[MAX_SEQS];
+    float *inv_freq;     /* [rope_dim/2] */
+    /* scratch, sized for n_batch tokens */
+    float *x, *xn, *q, *k, *v, *att, *gate, *up;
+    float *rope_cos, *rope_sin; /* [n_batch][rope_dim/2] */
+    void *xq;                   /* quantized activations */
+    size_t xq_bytes;
+    float *attn_scratch;        /* per-thread attention scratch */
+    size_t attn_scratch_floats;
+    int32_t *tok_slot;          /* [n_batch] cache slot of each token */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------------- model API */
+
+const struct gw_tokenizer *gw_model_tokenizer(const gw_model *m) { return m->tokenizer; }
+int gw_model_n_vocab(const gw_model *m) { return m->n_vocab; }
+int gw_model_n_ctx_train(const gw_model *m) { return m->n_ctx_train; }
+const char *gw_model_chat_template(const gw_model *m) { return m->chat_template; }
+
+void gw_model_describe(const gw_model *m, char *buf, size_t buflen) {
+    double params = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(m->file); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        double n = 1;
+        for (int d = 0; d < t->n_dims; d++) n *= (double)t->ne[d];
+        params += n;
+    }
+    snprintf(buf, buflen,
+             "%s (%s): %.0fM params, %d layers, %d heads (%d KV), dim %d, ff %d, vocab %d, "
+             "weights %s %.1f MiB, trained ctx %d",
+             m->name, m->arch_name, params / 1e6, m->n_layer, m->n_head, m->n_head_kv, m->n_embd,
+             m->n_ff, m->n_vocab, gw_type_name(m->layers[0].wq.type),
+             gw_model_weight_bytes(m) / 1048576.0, m->n_ctx_train);
+}
+
+/* -------------------------------------------------------------- context API */
+
+gw_context_params gw_context_default_params(void) {
+    gw_context_params p = {.n_ctx = 4096, .n_batch = 512, .n_threads = 0, .kv_block_size = 16};
+    return p;
+}
+
+void gw_context_free(gw_context *c) {
+    if (!c) return;
+    for (int i = 0; i < MAX_SEQS; i++)
+        if (c->seq_used[i]) gw_kv_seq_release(&c->kv, &c->seqs[i]);
+    gw_kv_pool_free(&c->kv);
+    gw_threadpool_free(c->pool);
+    free(c->inv_freq);
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->gate);
+    free(c->up);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c->xq);
+    free(c->attn_scratch);
+    free(c->tok_slot);
+    free(c);
+}
+
+gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, size_t errlen) {
+    gw_context_params dp = gw_context_default_params();
+    if (!p) p = &dp;
+    if (p->n_ctx <= 0 || p->n_batch <= 0 || p->kv_block_size <= 0 || p->kv_block_size > 4096) {
+        set_err(err, errlen, "context: n_ctx, n_batch and kv_block_size must be positive");
+        return NULL;
+    }
+    gw_context *c = calloc(1, sizeof *c);
+    if (!c) goto oom;
+    c->model = m;
+    c->n_ctx = p->n_ctx;
+    c->n_batch = p->n_batch;
+    int threads = p->n_threads > 0 ? p->n_threads : gw_cpu_count();
+    c->pool = gw_threadpool_new(threads);
+    if (!c->pool) goto oom;
+    int32_t n_blocks = (p->n_ctx + p->kv_block_size - 1) / p->kv_block_size;
+    if (gw_kv_pool_init(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size, n_blocks) != 0) {
+        set_err(err, errlen, "context: cannot allocate the KV cache (%d tokens, %.1f MiB)", p->n_ctx,
+                (double)n_blocks * p->kv_block_size * 2.0 * m->n_layer * m->n_head_kv * m->head_dim * 2 /
+                    1048576.0);
+        gw_context_free(c);
+        return NULL;
+    }
+    const int half = m->rope_dim / 2;
+    c->inv_freq = malloc((size_t)half * sizeof(float));
+    if (!c->inv_freq) goto oom;
+    for (int i = 0; i < half; i++) {
+        /* As Hugging Face computes it: base^(-2i/d) in float. */
+        float f = 1.0f / powf(m->rope_theta, (float)(2 * i) / (float)m->rope_dim);
+        if (m->rope_freq_factors) f /= m->rope_freq_factors[i];
+        c->inv_freq[i] = f / m->rope_scale;
+    }
+    size_t B = (size_t)p->n_batch;
+    size_t qd = (size_t)m->n_head * m->head_dim, kvd = (size_t)m->n_head_kv * m->head_dim;
+    size_t maxk = (size_t)m->n_embd;
+    if ((size_t)m->n_ff > maxk) maxk = (size_t)m->n_ff;
+    if (qd > maxk) maxk = qd;
+    c->x = malloc(B * m->n_embd * sizeof(float));
+    c->xn = malloc(B * m->n_embd * sizeof(float));
+    c->q = malloc(B * qd * sizeof(float));
+    c->k = malloc(B * kvd * sizeof(float));
+    c->v = malloc(B * kvd * sizeof(float));
+    c->att = malloc(B * qd * sizeof(float));
+    c->gate = malloc(B * m->n_ff * sizeof(float));
+    c->up = malloc(B * m->n_ff * sizeof(float));
+    c->rope_cos = malloc(B * half * sizeof(float));
+    c->rope_sin = malloc(B * half * sizeof(float));
+    /* Activations in their largest format (F32 for float weights) plus the
+     * bytes of one block of rounding, for up to two formats at once. */
+    c->xq_bytes = B * (maxk * sizeof(float) + 512);
+    c->xq = malloc(2 * c->xq_bytes);
+    c->attn_scratch_floats = gw_attention_scratch_floats(m->n_head / m->n_head_kv, m->head_dim,
+                                                         p->kv_block_size);
+    c->attn_scratch = malloc((size_t)threads * c->attn_scratch_floats * sizeof(float));
+    c->tok_slot = malloc(B * sizeof(int32_t));
+    if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
+        !c->rope_cos || !c->rope_sin || !c->xq || !c->attn_scratch || !c->tok_slot)
+        goto oom;
+    return c;
+oom:
+    set_err(err, errlen, "context: out of memory");
+    gw_context_free(c);
+    return NULL;
+}
+
+int gw_context_n_ctx(const gw_context *c) { return c->n_ctx; }
+int gw_context_n_batch(const gw_context *c) { return c->n_batch; }
+int gw_context_n_threads(const gw_context *c) { return gw_threadpool_size(c->pool); }
+size_t gw_context_kv_bytes_per_token(const gw_context *c) { return gw_kv_bytes_per_token(&c->kv); }
+
+int gw_seq_open(gw_context *c) {
+    for (int i = 0; i < MAX_SEQS; i++) {
+        if (!c->seq_used[i]) {
+            c->seq_used[i] = true;
+            memset(&c->seqs[i], 0, sizeof c->seqs[i]);
+            return i;
+        }
+    }
+    return -1;
+}
+
+static bool seq_valid(const gw_context *c, int seq) { return seq >= 0 && seq < MAX_SEQS && c->seq_used[seq]; }
+
+void gw_seq_close(gw_context *c, int seq) {
+    if (!seq_valid(c, seq)) return;
+    gw_kv_seq_release(&c->kv, &c->seqs[seq]);
+    c->seq_used[seq] = false;
+}
+
+int gw_seq_len(const gw_context *c, int seq) { return seq_valid(c, seq) ? c->seqs[seq].n_tokens : -1; }
+
+void gw_seq_truncate(gw_context *c, int seq, int n) {
+    if (seq_valid(c, seq)) gw_kv_seq_truncate(&c->kv, &c->seqs[seq], n);
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+typedef struct {
+    const gw_matrix *w;
+    const void *xq;
+    size_t x_stride;
+    int64_t n;
+    float *y;
+    int64_t rows_per_task;
+} matmul_job;
+
+/* One task = a band of weight rows against every token: the kernel tiles the
+ * tokens itself, and repacks each weight band once for all of them. */
+static void matmul_task(void *arg, int64_t task, int thread) {
+    (void)thread;
+    const matmul_job *j = arg;
+    int64_t r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > j->w->rows) r1 = j->w->rows;
+    gw_matmul(j->w->type, j->w->data, j->w->row_bytes, j->xq, j->x_stride, j->w->cols, r0, r1, j->n, j->y,
+              j->w->rows);
+}
+
+typedef struct {
+    uint32_t type;
+    const float *x;
+    int64_t k;
+    void *dst;
+    size_t stride;
+} quantize_job;
+
+static void quantize_task(void *arg, int64_t row, int thread) {
+    (void)thread;
+    const quantize_job *j = arg;
+    gw_quantize_row(j->type, j->x + row * j->k, (char *)j->dst + row * j->stride, j->k);
+}
+
+/* Converts n rows of X (k floats each) into the activation format `type`
+ * at dst; returns the row stride. */
+static size_t quantize_rows(gw_context *c, uint32_t type, const float *X, int64_t n, int64_t k, void *dst) {
+    size_t stride = gw_row_bytes(type, k);
+    quantize_job qj = {type, X, k, dst, stride};
+    if (n >= 4)
+        gw_threadpool_run(c->pool, quantize_task, &qj, n);
+    else
+        for (int64_t r = 0; r < n; r++) quantize_task(&qj, r, 0);
+    return stride;
+}
+
+static void matmul_quantized(gw_context *c, const gw_matrix *W, const void *xq, size_t stride, int64_t n,
+                             float *Y) {
+    int threads = gw_threadpool_size(c->pool);
+    matmul_job j = {.w = W, .xq = xq, .x_stride = stride, .n = n, .y = Y};
+    /* Enough bands for load balance (4 per thread), in multiples of the
+     * kernels' 16-row tiles. */
+    int64_t rpt = (W->rows + threads * 4 - 1) / (threads * 4);
+    rpt = (rpt + 15) / 16 * 16;
+    if (rpt < 16) rpt = 16;
+    j.rows_per_task = rpt;
+    gw_threadpool_run(c->pool, matmul_task, &j, (W->rows + rpt - 1) / rpt);
+}
+
+/* Y[n][W.rows] = X[n][W.cols] * W^T for several matrices sharing one input:
+ * the input is converted once per distinct activation format. */
+static void matmul_shared_input(gw_context *c, const float *X, int64_t n, const gw_matrix *const *W,
+                                float *const *Y, int count) {
+    uint32_t types[2];
+    size_t strides[2];
+    int n_types = 0;
+    for (int i = 0; i < count; i++) {
+        uint32_t vt = gw_vec_dot_type(W[i]->type);
+        int slot = -1;
+        for (int t = 0; t < n_types; t++)
+            if (types[t] == vt) slot = t;
+        if (slot < 0) {
+            if (n_types == 2) { /* more than two formats: convert again */
+                n_types = 0;
+            }
+            slot = n_types++;
+            types[slot] = vt;
+            strides[slot] = quantize_rows(c, vt, X, n, W[i]->cols, (char *)c->xq + slot * c->xq_bytes);
+        }
+        matmul_quantized(c, W[i], (char *)c->xq + slot * c->xq_bytes, strides[slot], n, Y[i]);
+    }
+}
+
+static void matmul(gw_context *c, const gw_matrix *W, const float *X, int64_t n, float *Y) {
+    const gw_matrix *ws[1] = {W};
+    float *ys[1] = {Y};
+    matmul_shared_input(c, X, n, ws, ys, 1);
+}
+
+/* ------------------------------------------------------------ element ops */
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Rotates one head vector in place with the token's cos/sin table. */
+static void rope_apply(float *v, const float *cs, const float *sn, int rope_dim, gw_rope_style style) {
+    const int half = rope_dim / 2;
+    if (style == GW_ROPE_NORM) {
+        for (int i = 0; i < half; i++) {
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * cs[i] - b * sn[i];
+            v[2 * i + 1] = a * sn[i] + b * cs[i];
+        }
+    } else {
+        for (int i = 0; i < half; i++) {
+            float a = v[i], b = v[i + half];
+            v[i] = a * cs[i] - b * sn[i];
+            v[i + half] = a * sn[i] + b * cs[i];
+        }
+    }
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* --------------------------------------------------------------- attention */
+
+typedef struct {
+    gw_context *c;
+    const gw_batch *b;
+    int layer;
+} attention_job;
+
+static void attention_task(void *arg, int64_t task, int thread) {
+    const attention_job *j = arg;
+    gw_context *c = j->c;
+    const gw_model *m = c->model;
+    int kvh = (int)(task % m->n_head_kv);
+    int64_t t = task / m->n_head_kv;
+    int group = m->n_head / m->n_head_kv;
+    const gw_kv_seq *s = &c->seqs[j->b->seq[t]];
+    size_t qd = (size_t)m->n_head * m->head_dim;
+    gw_attention_args a = {
+        .kv = &c->kv,
+        .blocks = s->blocks,
+        .n_slots = c->tok_slot[t] + 1,
+        .layer = j->layer,
+        .kv_head = kvh,
+        .group = group,
+        .q = c->q + t * qd + (size_t)kvh * group * m->head_dim,
+        .out = c->att + t * qd + (size_t)kvh * group * m->head_dim,
+        .scale = 1.0f / sqrtf((float)m->head_dim),
+        .scratch = c->attn_scratch + (size_t)thread * c->attn_scratch_floats,
+    };
+    gw_attention_decode(&a);
+}
+
+/* ----------------------------------------------------------------- forward */
+
+typedef struct {
+    gw_context *c;
+    const gw_batch *b;
+} batch_job;
+
+static void embed_task(void *arg, int64_t t, int thread) {
+    (void)thread;
+    const batch_job *j = arg;
+    const gw_model *m = j->c->model;
+    const gw_matrix *E = &m->tok_embd;
+    gw_dequantize_row(E->type, (const char *)E->data + (size_t)j->b->token[t] * E->row_bytes,
+                      j->c->x + t * m->n_embd, m->n_embd);
+}
+
+int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t errlen) {
+    const gw_model *m = c->model;
+    const int T = b->n_tokens;
+    if (T <= 0) return 0;
+    if (T > c->n_batch) {
+        set_err(err, errlen, "forward: batch of %d tokens exceeds n_batch %d", T, c->n_batch);
+        return -1;
+    }
+    /* Validate and assign cache slots: each sequence's tokens follow on from
+     * its cache. */
+    int32_t next_slot[MAX_SEQS];
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        if (!seq_valid(c, s)) {
+            set_err(err, errlen, "forward: token %d names sequence %d, which is not open", t, s);
+            return -1;
+        }
+        if (b->token[t] < 0 || b->token[t] >= m->n_vocab) {
+            set_err(err, errlen, "forward: token id %d out of range [0, %d)", b->token[t], m->n_vocab);
+            return -1;
+        }
+        next_slot[s] = c->seqs[s].n_tokens;
+    }
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        c->tok_slot[t] = next_slot[s]++;
+    }
+    /* Reserve KV blocks; undo on failure so no sequence changes. */
+    int32_t old_blocks[MAX_SEQS];
+    for (int t = 0; t < T; t++) old_blocks[b->seq[t]] = c->seqs[b->seq[t]].n_blocks;
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        if (gw_kv_seq_reserve(&c->kv, &c->seqs[s], next_slot[s]) != 0) {
+            for (int u = 0; u < T; u++) {
+                gw_kv_seq *q = &c->seqs[b->seq[u]];
+                /* free only blocks added by this call */
+                while (q->n_blocks > old_blocks[b->seq[u]]) {
+                    int32_t blk = q->blocks[--q->n_blocks];
+                    if (--c->kv.refcount[blk] == 0) c->kv.free_list[c->kv.n_free++] = blk;
+                }
+            }
+            set_err(err, errlen, "forward: KV cache full (%d tokens of context in use, n_ctx %d)",
+                    (c->kv.n_blocks - c->kv.n_free) * c->kv.block_size, c->n_ctx);
+            return -1;
+        }
+    }
+
+    const int E = m->n_embd, H = m->n_head, KV = m->n_head_kv, D = m->head_dim, F = m->n_ff;
+    const int half = m->rope_dim / 2;
+    const size_t qd = (size_t)H * D, kvd = (size_t)KV * D;
+
+    /* RoPE tables for each token's position. */
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            float ang = (float)b->pos[t] * c->inv_freq[i];
+            c->rope_cos[(size_t)t * half + i] = cosf(ang);
+            c->rope_sin[(size_t)t * half + i] = sinf(ang);
+        }
+    }
+
+    batch_job bj = {c, b};
+    gw_threadpool_run(c->pool, embed_task, &bj, T);
+
+    for (int l = 0; l < m->n_layer; l++) {
+        const gw_layer *L = &m->layers[l];
+        for (int t = 0; t < T; t++) rmsnorm(c->xn + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, m->norm_eps);
+        {
+            const gw_matrix *ws[3] = {&L->wq, &L->wk, &L->wv};
+            float *ys[3] = {c->q, c->k, c->v};
+            matmul_shared_input(c, c->xn, T, ws, ys, 3);
+        }
+        for (int t = 0; t < T; t++) {
+            float *qt = c->q + t * qd, *kt = c->k + t * kvd, *vt = c->v + t * kvd;
+            if (L->bq)
+                for (size_t i = 0; i < qd; i++) qt[i] += L->bq[i];
+            if (L->bk)
+                for (size_t i = 0; i < kvd; i++) kt[i] += L->bk[i];
+            if (L->bv)
+                for (size_t i = 0; i < kvd; i++) vt[i] += L->bv[i];
+            const float *cs = c->rope_cos + (size_t)t * half, *sn = c->rope_sin + (size_t)t * half;
+            for (int h = 0; h < H; h++) rope_apply(qt + h * D, cs, sn, m->rope_dim, m->rope_style);
+            for (int h = 0; h < KV; h++) rope_apply(kt + h * D, cs, sn, m->rope_dim, m->rope_style);
+            /* append to the cache */
+            const gw_kv_seq *s = &c->seqs[b->seq[t]];
+            int32_t slot = c->tok_slot[t];
+            int32_t blk = s->blocks[slot / c->kv.block_size];
+            for (int h = 0; h < KV; h++) {
+                size_t off = gw_kv_offset(&c->kv, blk, l, h, slot % c->kv.block_size);
+                gw_quantize_row(GW_TYPE_F16, kt + h * D, c->kv.k + off, D);
+                gw_quantize_row(GW_TYPE_F16, vt + h * D, c->kv.v + off, D);
+            }
+        }
+        attention_job aj = {c, b, l};
+        gw_threadpool_run(c->pool, attention_task, &aj, (int64_t)T * KV);
+        /* x += Wo * att (Wo output into xn as scratch) */
+        matmul(c, &L->wo, c->att, T, c->xn);
+        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];
+
+        for (int t = 0; t < T; t++) rmsnorm(c->xn + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, m->norm_eps);
+        {
+            const gw_matrix *ws[2] = {&L->w_gate, &L->w_up};
+            float *ys[2] = {c->gate, c->up};
+            matmul_shared_input(c, c->xn, T, ws, ys, 2);
+        }
+        for (size_t i = 0; i < (size_t)T * F; i++) c->gate[i] = silu(c->gate[i]) * c->up[i];
+        matmul(c, &L->w_down, c->gate, T, c->xn);
+        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];
+    }
+
+    for (int t = 0; t < T; t++) c->seqs[b->seq[t]].n_tokens = c->tok_slot[t] + 1;
+
+    /* Final norm and output head, only for the tokens that asked. */
+    int n_out = 0;
+    for (int t = 0; t < T; t++) {
+        if (b->logits && b->logits[t]) {
+            rmsnorm(c->xn + (size_t)n_out * E, c->x + (size_t)t * E, m->output_norm, E, m->norm_eps);
+            n_out++;
+        }
+    }
+    if (n_out > 0) matmul(c, &m->output, c->xn, n_out, out);
+    return 0;
+}
