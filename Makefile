@@ -17,9 +17,11 @@ build: deps
 	cmake --build build -j $(JOBS)
 
 model:
-	bash scripts/fetch_model.sh
+	bash scripts/fetch_model.sh smollm2 >/dev/null
+	bash scripts/fetch_model.sh qwen2 >/dev/null
 
-run: build model
+run: build
+	bash scripts/fetch_model.sh smollm2 >/dev/null
 	./build/godwit run -p "$(PROMPT)" -n 64
 
 test-build: deps

@@ -40,6 +40,8 @@ struct gw_context {
     float *attn_scratch;        /* per-thread attention scratch */
     size_t attn_scratch_floats;
     int32_t *tok_slot;          /* [n_batch] cache slot of each token */
+    float *attn_parts;          /* split-KV partial results, n_batch * n_head_kv parts */
+    size_t attn_part_floats;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) {
@@ -100,6 +102,7 @@ void gw_context_free(gw_context *c) {
     free(c->xq);
     free(c->attn_scratch);
     free(c->tok_slot);
+    free(c->attn_parts);
     free(c);
 }
 
@@ -158,7 +161,12 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
                                                          p->kv_block_size);
     c->attn_scratch = malloc((size_t)threads * c->attn_scratch_floats * sizeof(float));
     c->tok_slot = malloc(B * sizeof(int32_t));
-    if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
+    {
+        size_t G = (size_t)(m->n_head / m->n_head_kv);
+        c->attn_part_floats = G * m->head_dim + 2 * G;
+        c->attn_parts = malloc(B * m->n_head_kv * c->attn_part_floats * sizeof(float));
+    }
+    if (!c->attn_parts || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
         !c->rope_cos || !c->rope_sin || !c->xq || !c->attn_scratch || !c->tok_slot)
         goto oom;
     return c;
@@ -320,18 +328,23 @@ static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* --------------------------------------------------------------- attention */
 
+/* Tasks are (token, KV head, split): a split is a range of the token's
+ * cache slots. Long decodes use several splits so that all threads work on
+ * one query (flash-decoding); their partial results are merged afterwards. */
 typedef struct {
     gw_context *c;
     const gw_batch *b;
     int layer;
+    int n_split;
 } attention_job;
 
 static void attention_task(void *arg, int64_t task, int thread) {
     const attention_job *j = arg;
     gw_context *c = j->c;
     const gw_model *m = c->model;
-    int kvh = (int)(task % m->n_head_kv);
-    int64_t t = task / m->n_head_kv;
+    int split = (int)(task % j->n_split);
+    int kvh = (int)(task / j->n_split % m->n_head_kv);
+    int64_t t = task / j->n_split / m->n_head_kv;
     int group = m->n_head / m->n_head_kv;
     const gw_kv_seq *s = &c->seqs[j->b->seq[t]];
     size_t qd = (size_t)m->n_head * m->head_dim;
@@ -347,7 +360,47 @@ static void attention_task(void *arg, int64_t task, int thread) {
         .scale = 1.0f / sqrtf((float)m->head_dim),
         .scratch = c->attn_scratch + (size_t)thread * c->attn_scratch_floats,
     };
-    gw_attention_decode(&a);
+    if (j->n_split == 1) {
+        gw_attention_decode(&a);
+        return;
+    }
+    int32_t per = (a.n_slots + j->n_split - 1) / j->n_split;
+    int32_t s0 = split * per, s1 = s0 + per < a.n_slots ? s0 + per : a.n_slots;
+    float *part = c->attn_parts + (size_t)task * c->attn_part_floats;
+    size_t GD = (size_t)group * m->head_dim;
+    if (s0 >= s1) { /* empty range: contributes nothing */
+        for (int g = 0; g < group; g++) part[GD + group + g] = 0.0f, part[GD + g] = -INFINITY;
+        return;
+    }
+    gw_attention_partial(&a, s0, s1, part, part + GD, part + GD + group);
+}
+
+static void attention_merge_task(void *arg, int64_t task, int thread) {
+    (void)thread;
+    const attention_job *j = arg;
+    gw_context *c = j->c;
+    const gw_model *m = c->model;
+    int group = m->n_head / m->n_head_kv;
+    int kvh = (int)(task % m->n_head_kv);
+    int64_t t = task / m->n_head_kv;
+    size_t qd = (size_t)m->n_head * m->head_dim;
+    gw_attention_merge(group, m->head_dim, c->attn_parts + (size_t)task * j->n_split * c->attn_part_floats,
+                       j->n_split, c->attn_part_floats, c->att + t * qd + (size_t)kvh * group * m->head_dim);
+}
+
+/* Splits per (token, KV head): enough tasks to keep every thread busy, each
+ * covering at least 256 slots, within the partial-results buffer. */
+static int attention_splits(const gw_context *c, const gw_batch *b) {
+    const int KV = c->model->n_head_kv, T = b->n_tokens;
+    const int threads = gw_threadpool_size(c->pool);
+    if (T * KV >= 4 * threads) return 1;
+    int32_t longest = 0;
+    for (int t = 0; t < T; t++)
+        if (c->tok_slot[t] + 1 > longest) longest = c->tok_slot[t] + 1;
+    int n = (4 * threads + T * KV - 1) / (T * KV);
+    if (n > longest / 256) n = longest / 256;
+    if (n > c->n_batch / T) n = c->n_batch / T;
+    return n < 1 ? 1 : n;
 }
 
 /* ----------------------------------------------------------------- forward */
@@ -428,6 +481,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
 
     batch_job bj = {c, b};
     gw_threadpool_run(c->pool, embed_task, &bj, T);
+    const int n_split = attention_splits(c, b);
 
     for (int l = 0; l < m->n_layer; l++) {
         const gw_layer *L = &m->layers[l];
@@ -452,14 +506,12 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
             const gw_kv_seq *s = &c->seqs[b->seq[t]];
             int32_t slot = c->tok_slot[t];
             int32_t blk = s->blocks[slot / c->kv.block_size];
-            for (int h = 0; h < KV; h++) {
-                size_t off = gw_kv_offset(&c->kv, blk, l, h, slot % c->kv.block_size);
-                gw_quantize_row(GW_TYPE_F16, kt + h * D, c->kv.k + off, D);
-                gw_quantize_row(GW_TYPE_F16, vt + h * D, c->kv.v + off, D);
-            }
+            for (int h = 0; h < KV; h++)
+                gw_kv_store(&c->kv, blk, l, h, slot % c->kv.block_size, kt + h * D, vt + h * D);
         }
-        attention_job aj = {c, b, l};
-        gw_threadpool_run(c->pool, attention_task, &aj, (int64_t)T * KV);
+        attention_job aj = {c, b, l, n_split};
+        gw_threadpool_run(c->pool, attention_task, &aj, (int64_t)T * KV * n_split);
+        if (n_split > 1) gw_threadpool_run(c->pool, attention_merge_task, &aj, (int64_t)T * KV);
         /* x += Wo * att (Wo output into xn as scratch) */
         matmul(c, &L->wo, c->att, T, c->xn);
         for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];

@@ -36,11 +36,12 @@ static inline const char *test_path(const char *rel) {
     return buf;
 }
 
-/* The default model, fetched by scripts/fetch_model.sh before the tests run. */
-static inline const char *test_model_path(void) {
+/* A model under models/, fetched by scripts/fetch_model.sh before the tests
+ * run (make test does). */
+static inline const char *test_model_file(const char *file) {
     static char buf[4096];
     const char *root = getenv("GODWIT_ROOT");
-    snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", root ? root : ".");
+    snprintf(buf, sizeof buf, "%s/models/%s", root ? root : ".", file);
     FILE *f = fopen(buf, "rb");
     if (!f) {
         if (getenv("GODWIT_SKIP_MODEL")) { printf("model missing, skipped\n"); exit(77); }
@@ -50,4 +51,7 @@ static inline const char *test_model_path(void) {
     fclose(f);
     return buf;
 }
+
+/* The default model. */
+static inline const char *test_model_path(void) { return test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf"); }
 #endif

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/quant.h"
+
 int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
                     int32_t n_blocks) {
     memset(p, 0, sizeof *p);
@@ -73,4 +75,11 @@ void gw_kv_seq_release(gw_kv_pool *p, gw_kv_seq *s) {
     gw_kv_seq_truncate(p, s, 0);
     free(s->blocks);
     memset(s, 0, sizeof *s);
+}
+
+void gw_kv_store(gw_kv_pool *p, int32_t block, int layer, int head, int slot, const float *k, const float *v) {
+    size_t tile = gw_kv_tile(p, block, layer, head);
+    uint16_t *kt = p->k + tile, *vt = p->v + tile;
+    for (int d = 0; d < p->head_dim; d++) kt[gw_kv_k_index(p, slot, d)] = gw_fp32_to_fp16(k[d]);
+    gw_quantize_row(GW_TYPE_F16, v, vt + gw_kv_v_index(p, slot, 0), p->head_dim);
 }

@@ -3,7 +3,13 @@
  * A sequence owns an ordered list of blocks (its block table); slot s of a
  * sequence lives in block table[s / block_size] at offset s % block_size.
  * Keys are stored after RoPE. Blocks are reference-counted so that a later
- * prefix cache can share them between sequences. */
+ * prefix cache can share them between sequences.
+ *
+ * Within a block, one (layer, KV head) tile holds block_size * head_dim
+ * values. Values are slot-major (V[slot][d]: a weighted sum of value rows is
+ * a vector operation over d). Keys are dimension-major (K[d][slot]): the
+ * scores of 16 consecutive slots are then 16 lanes of one vector, summed over
+ * d with no horizontal reductions. */
 #ifndef GODWIT_KV_CACHE_H
 #define GODWIT_KV_CACHE_H
 #include <stddef.h>
@@ -37,9 +43,14 @@ int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens);
 void gw_kv_seq_truncate(gw_kv_pool *p, gw_kv_seq *s, int32_t n);
 void gw_kv_seq_release(gw_kv_pool *p, gw_kv_seq *s);
 
-/* Address of the key/value vector of one slot (head_dim fp16 values). */
-static inline size_t gw_kv_offset(const gw_kv_pool *p, int32_t block, int layer, int head, int slot) {
-    return ((((size_t)block * p->n_layer + layer) * p->n_head_kv + head) * p->block_size + slot) *
-           p->head_dim;
+/* Start of the (layer, head) tile of a block, in elements of k or v. */
+static inline size_t gw_kv_tile(const gw_kv_pool *p, int32_t block, int layer, int head) {
+    return (((size_t)block * p->n_layer + layer) * p->n_head_kv + head) * p->block_size * p->head_dim;
 }
+/* Element (slot, d) of a tile: keys dimension-major, values slot-major. */
+static inline size_t gw_kv_k_index(const gw_kv_pool *p, int slot, int d) { return (size_t)d * p->block_size + slot; }
+static inline size_t gw_kv_v_index(const gw_kv_pool *p, int slot, int d) { return (size_t)slot * p->head_dim + d; }
+
+/* Stores one token's key and value vectors (head_dim floats each) into a slot. */
+void gw_kv_store(gw_kv_pool *p, int32_t block, int layer, int head, int slot, const float *k, const float *v);
 #endif
