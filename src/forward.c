@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdbool.h>
+
 #include "backend/cpu/attention.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/threadpool.h"
@@ -40,6 +42,9 @@ struct gw_context {
     float *attn_scratch;        /* per-thread attention scratch */
     size_t attn_scratch_floats;
     int32_t *tok_slot;          /* [n_batch] cache slot of each token */
+    int32_t *tok_visible;       /* [n_batch] slots each token attends to (tok_slot + 1) */
+    int32_t *tile_start;        /* [n_batch] attention tiles: runs of consecutive */
+    int32_t n_tiles;            /*   tokens of one sequence, at most GW_ATTN_MAX_TILE */
     float *attn_parts;          /* split-KV partial results, n_batch * n_head_kv parts */
     size_t attn_part_floats;
 };
@@ -102,6 +107,8 @@ void gw_context_free(gw_context *c) {
     free(c->xq);
     free(c->attn_scratch);
     free(c->tok_slot);
+    free(c->tok_visible);
+    free(c->tile_start);
     free(c->attn_parts);
     free(c);
 }
@@ -157,16 +164,17 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
      * bytes of one block of rounding, for up to two formats at once. */
     c->xq_bytes = B * (maxk * sizeof(float) + 512);
     c->xq = malloc(2 * c->xq_bytes);
-    c->attn_scratch_floats = gw_attention_scratch_floats(m->n_head / m->n_head_kv, m->head_dim,
-                                                         p->kv_block_size);
+    c->attn_scratch_floats = gw_attention_scratch_floats(m->n_head / m->n_head_kv, m->head_dim);
     c->attn_scratch = malloc((size_t)threads * c->attn_scratch_floats * sizeof(float));
     c->tok_slot = malloc(B * sizeof(int32_t));
+    c->tok_visible = malloc(B * sizeof(int32_t));
+    c->tile_start = malloc((B + 1) * sizeof(int32_t));
     {
         size_t G = (size_t)(m->n_head / m->n_head_kv);
         c->attn_part_floats = G * m->head_dim + 2 * G;
         c->attn_parts = malloc(B * m->n_head_kv * c->attn_part_floats * sizeof(float));
     }
-    if (!c->attn_parts || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
+    if (!c->attn_parts || !c->tok_visible || !c->tile_start || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
         !c->rope_cos || !c->rope_sin || !c->xq || !c->attn_scratch || !c->tok_slot)
         goto oom;
     return c;
@@ -328,9 +336,12 @@ static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* --------------------------------------------------------------- attention */
 
-/* Tasks are (token, KV head, split): a split is a range of the token's
- * cache slots. Long decodes use several splits so that all threads work on
- * one query (flash-decoding); their partial results are merged afterwards. */
+/* Prefill: one task per (tile, KV head), a tile being up to
+ * GW_ATTN_MAX_TILE consecutive tokens of one sequence, so that each chunk of
+ * keys and values is loaded once for all of them. Decode of a few long
+ * sequences: one task per (token, KV head, split), a split being a range of
+ * the token's cache slots, so that every thread works on one query
+ * (flash-decoding); the partial results are merged afterwards. */
 typedef struct {
     gw_context *c;
     const gw_batch *b;
@@ -338,34 +349,51 @@ typedef struct {
     int n_split;
 } attention_job;
 
-static void attention_task(void *arg, int64_t task, int thread) {
+static gw_attention_args attention_args(gw_context *c, const gw_batch *b, int layer, int t, int n_tok, int kvh,
+                                        int thread) {
+    const gw_model *m = c->model;
+    const int group = m->n_head / m->n_head_kv;
+    const size_t qd = (size_t)m->n_head * m->head_dim;
+    gw_attention_args a = {
+        .kv = &c->kv,
+        .blocks = c->seqs[b->seq[t]].blocks,
+        .layer = layer,
+        .kv_head = kvh,
+        .group = group,
+        .n_tok = n_tok,
+        .n_slots = c->tok_visible + t,
+        .q = c->q + t * qd + (size_t)kvh * group * m->head_dim,
+        .q_stride = qd,
+        .out = c->att + t * qd + (size_t)kvh * group * m->head_dim,
+        .out_stride = qd,
+        .scale = 1.0f / sqrtf((float)m->head_dim),
+        .scratch = c->attn_scratch + (size_t)thread * c->attn_scratch_floats,
+    };
+    return a;
+}
+
+static void attention_tile_task(void *arg, int64_t task, int thread) {
+    const attention_job *j = arg;
+    gw_context *c = j->c;
+    const int KV = c->model->n_head_kv;
+    int tile = (int)(task / KV), kvh = (int)(task % KV);
+    int t0 = c->tile_start[tile], n = c->tile_start[tile + 1] - t0;
+    gw_attention_args a = attention_args(c, j->b, j->layer, t0, n, kvh, thread);
+    gw_attention(&a);
+}
+
+static void attention_split_task(void *arg, int64_t task, int thread) {
     const attention_job *j = arg;
     gw_context *c = j->c;
     const gw_model *m = c->model;
     int split = (int)(task % j->n_split);
     int kvh = (int)(task / j->n_split % m->n_head_kv);
-    int64_t t = task / j->n_split / m->n_head_kv;
+    int t = (int)(task / j->n_split / m->n_head_kv);
     int group = m->n_head / m->n_head_kv;
-    const gw_kv_seq *s = &c->seqs[j->b->seq[t]];
-    size_t qd = (size_t)m->n_head * m->head_dim;
-    gw_attention_args a = {
-        .kv = &c->kv,
-        .blocks = s->blocks,
-        .n_slots = c->tok_slot[t] + 1,
-        .layer = j->layer,
-        .kv_head = kvh,
-        .group = group,
-        .q = c->q + t * qd + (size_t)kvh * group * m->head_dim,
-        .out = c->att + t * qd + (size_t)kvh * group * m->head_dim,
-        .scale = 1.0f / sqrtf((float)m->head_dim),
-        .scratch = c->attn_scratch + (size_t)thread * c->attn_scratch_floats,
-    };
-    if (j->n_split == 1) {
-        gw_attention_decode(&a);
-        return;
-    }
-    int32_t per = (a.n_slots + j->n_split - 1) / j->n_split;
-    int32_t s0 = split * per, s1 = s0 + per < a.n_slots ? s0 + per : a.n_slots;
+    gw_attention_args a = attention_args(c, j->b, j->layer, t, 1, kvh, thread);
+    int32_t visible = c->tok_visible[t];
+    int32_t per = (visible + j->n_split - 1) / j->n_split;
+    int32_t s0 = split * per, s1 = s0 + per < visible ? s0 + per : visible;
     float *part = c->attn_parts + (size_t)task * c->attn_part_floats;
     size_t GD = (size_t)group * m->head_dim;
     if (s0 >= s1) { /* empty range: contributes nothing */
@@ -386,6 +414,18 @@ static void attention_merge_task(void *arg, int64_t task, int thread) {
     size_t qd = (size_t)m->n_head * m->head_dim;
     gw_attention_merge(group, m->head_dim, c->attn_parts + (size_t)task * j->n_split * c->attn_part_floats,
                        j->n_split, c->attn_part_floats, c->att + t * qd + (size_t)kvh * group * m->head_dim);
+}
+
+/* Cuts the batch into attention tiles. */
+static void make_tiles(gw_context *c, const gw_batch *b) {
+    int n = 0;
+    for (int t = 0; t < b->n_tokens; t++) {
+        bool join = n > 0 && t - c->tile_start[n - 1] < GW_ATTN_MAX_TILE && b->seq[t] == b->seq[t - 1] &&
+                    c->tok_slot[t] == c->tok_slot[t - 1] + 1;
+        if (!join) c->tile_start[n++] = t;
+    }
+    c->tile_start[n] = b->n_tokens;
+    c->n_tiles = n;
 }
 
 /* Splits per (token, KV head): enough tasks to keep every thread busy, each
@@ -445,6 +485,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
     for (int t = 0; t < T; t++) {
         int s = b->seq[t];
         c->tok_slot[t] = next_slot[s]++;
+        c->tok_visible[t] = c->tok_slot[t] + 1;
     }
     /* Reserve KV blocks; undo on failure so no sequence changes. */
     int32_t old_blocks[MAX_SEQS];
@@ -482,6 +523,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
     batch_job bj = {c, b};
     gw_threadpool_run(c->pool, embed_task, &bj, T);
     const int n_split = attention_splits(c, b);
+    make_tiles(c, b);
 
     for (int l = 0; l < m->n_layer; l++) {
         const gw_layer *L = &m->layers[l];
@@ -510,8 +552,12 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
                 gw_kv_store(&c->kv, blk, l, h, slot % c->kv.block_size, kt + h * D, vt + h * D);
         }
         attention_job aj = {c, b, l, n_split};
-        gw_threadpool_run(c->pool, attention_task, &aj, (int64_t)T * KV * n_split);
-        if (n_split > 1) gw_threadpool_run(c->pool, attention_merge_task, &aj, (int64_t)T * KV);
+        if (n_split == 1) {
+            gw_threadpool_run(c->pool, attention_tile_task, &aj, (int64_t)c->n_tiles * KV);
+        } else {
+            gw_threadpool_run(c->pool, attention_split_task, &aj, (int64_t)T * KV * n_split);
+            gw_threadpool_run(c->pool, attention_merge_task, &aj, (int64_t)T * KV);
+        }
         /* x += Wo * att (Wo output into xn as scratch) */
         matmul(c, &L->wo, c->att, T, c->xn);
         for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];

@@ -1,7 +1,8 @@
 /* Attention over paged KV against a double-precision reference: several
  * head sizes, GQA group sizes, block sizes (including ones that are not a
  * multiple of the 16-slot chunk), sequence lengths, scattered block tables,
- * split ranges merged, and both the portable and the SIMD kernels. */
+ * split ranges merged, prefill tiles of several causal tokens, and both the
+ * portable and the SIMD kernels. */
 #include "backend/cpu/attention.h"
 #include "backend/cpu/quant.h"
 #include "kv/kv_cache.h"
@@ -13,7 +14,9 @@ static float frand(void) {
     return (float)((rng >> 40) / 16777216.0) * 2.0f - 1.0f;
 }
 
-static double run_case(int D, int G, int BS, int n_slots, int n_split) {
+/* n_tok > 1: a prefill tile of n_tok tokens, token i seeing the first
+ * n_slots - (n_tok - 1 - i) slots (causal); only with n_split == 1. */
+static double run_case(int D, int G, int BS, int n_slots, int n_split, int n_tok) {
     gw_kv_pool kv;
     const int layers = 2, heads = 2, layer = 1, head = 1;
     int32_t n_blocks = (n_slots + BS - 1) / BS + 3;
@@ -30,13 +33,18 @@ static double run_case(int D, int G, int BS, int n_slots, int n_split) {
         }
         gw_kv_store(&kv, table[s / BS], layer, head, s % BS, K + s * D, V + s * D);
     }
-    float *q = malloc(sizeof(float) * G * D), *out = malloc(sizeof(float) * G * D);
-    for (int i = 0; i < G * D; i++) q[i] = frand();
-    float *scratch = malloc(sizeof(float) * gw_attention_scratch_floats(G, D, BS));
-    gw_attention_args a = {.kv = &kv, .blocks = table, .n_slots = n_slots, .layer = layer, .kv_head = head,
-                           .group = G, .q = q, .out = out, .scale = 1.0f / sqrtf((float)D), .scratch = scratch};
+    const int NQ = n_tok * G;
+    float *q = malloc(sizeof(float) * NQ * D), *out = malloc(sizeof(float) * NQ * D);
+    for (int i = 0; i < NQ * D; i++) q[i] = frand();
+    float *scratch = malloc(sizeof(float) * gw_attention_scratch_floats(G, D));
+    int32_t visible[GW_ATTN_MAX_TILE];
+    for (int i = 0; i < n_tok; i++) visible[i] = n_slots - (n_tok - 1 - i);
+    gw_attention_args a = {.kv = &kv, .blocks = table, .layer = layer, .kv_head = head, .group = G,
+                           .n_tok = n_tok, .n_slots = visible, .q = q, .q_stride = (size_t)G * D, .out = out,
+                           .out_stride = (size_t)G * D,
+                           .scale = 1.0f / sqrtf((float)D), .scratch = scratch};
     if (n_split == 1) {
-        gw_attention_decode(&a);
+        gw_attention(&a);
     } else {
         size_t pf = (size_t)G * D + 2 * G;
         float *parts = malloc(sizeof(float) * pf * n_split);
@@ -55,18 +63,19 @@ static double run_case(int D, int G, int BS, int n_slots, int n_split) {
     }
     double worst = 0;
     double *w = malloc(sizeof(double) * n_slots);
-    for (int g = 0; g < G; g++) {
+    for (int g = 0; g < NQ; g++) {
+        int vis = visible[g / G];
         double mx = -1e300, sum = 0;
-        for (int s = 0; s < n_slots; s++) {
+        for (int s = 0; s < vis; s++) {
             double dot = 0;
             for (int d = 0; d < D; d++) dot += (double)q[g * D + d] * K[s * D + d];
             w[s] = dot / sqrt((double)D);
             if (w[s] > mx) mx = w[s];
         }
-        for (int s = 0; s < n_slots; s++) sum += (w[s] = exp(w[s] - mx));
+        for (int s = 0; s < vis; s++) sum += (w[s] = exp(w[s] - mx));
         for (int d = 0; d < D; d++) {
             double o = 0;
-            for (int s = 0; s < n_slots; s++) o += w[s] * V[s * D + d];
+            for (int s = 0; s < vis; s++) o += w[s] * V[s * D + d];
             o /= sum;
             double e = fabs(o - out[g * D + d]);
             if (e > worst) worst = e;
@@ -89,6 +98,7 @@ int main(void) {
     const int blocks[] = {16, 5, 256, 32};
     const int lens[] = {1, 15, 16, 17, 100, 777};
     const int splits[] = {1, 3};
+    const int tiles[] = {1, 2, 5, GW_ATTN_MAX_TILE};
     for (int scalar = 0; scalar <= 1; scalar++) {
         gw_attention_force_scalar(scalar);
         double worst = 0;
@@ -97,10 +107,13 @@ int main(void) {
             for (size_t gi = 0; gi < 4; gi++)
                 for (size_t bi = 0; bi < 4; bi++)
                     for (size_t li = 0; li < 6; li++)
-                        for (size_t si = 0; si < 2; si++) {
-                            double e = run_case(dims[di], groups[gi], blocks[bi], lens[li], splits[si]);
-                            CHECK_MSG(e < 2e-5, "D=%d G=%d BS=%d n=%d split=%d: max err %g", dims[di], groups[gi],
-                                      blocks[bi], lens[li], splits[si], e);
+                        for (size_t si = 0; si < 2 + 4; si++) {
+                            /* the first two: one token, 1 or 3 splits; then tiles of tokens */
+                            int split = si < 2 ? splits[si] : 1, n_tok = si < 2 ? 1 : tiles[si - 2];
+                            if (n_tok > lens[li]) continue;
+                            double e = run_case(dims[di], groups[gi], blocks[bi], lens[li], split, n_tok);
+                            CHECK_MSG(e < 2e-5, "D=%d G=%d BS=%d n=%d split=%d tile=%d: max err %g", dims[di],
+                                      groups[gi], blocks[bi], lens[li], split, n_tok, e);
                             if (e > worst) worst = e;
                             cases++;
                         }

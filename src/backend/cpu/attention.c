@@ -1,9 +1,6 @@
-/* CPU attention over the paged KV cache. Slots are processed in chunks of
- * up to 16 consecutive slots of one block: the chunk's scores for a query
- * head are one 16-lane vector (keys are stored dimension-major, see
- * kv_cache.h), then an online-softmax update, then a weighted sum of the
- * chunk's value rows. The chunk's values are converted from fp16 once and
- * reused by every query head of the GQA group. */
+/* CPU attention over the paged KV cache (see attention.h). Keys are stored
+ * dimension-major per block (kv_cache.h), so a chunk's 16 scores for one
+ * query are one vector accumulated over d with no horizontal sums. */
 #include "backend/cpu/attention.h"
 
 #include <math.h>
@@ -17,61 +14,88 @@
 
 #define CHUNK 16
 
-size_t gw_attention_scratch_floats(int group, int head_dim, int block_size) {
-    (void)block_size;
-    /* scores [group][CHUNK], values [CHUNK][head_dim], max/sum for decode
-     * [2][group], padding */
-    return (size_t)group * CHUNK + (size_t)CHUNK * head_dim + 2 * (size_t)group + 64;
+size_t gw_attention_scratch_floats(int group, int head_dim) {
+    /* values of a chunk [CHUNK][D], scores [queries][CHUNK], running max and
+     * sum [2][queries] */
+    size_t nq = (size_t)GW_ATTN_MAX_TILE * group;
+    return (size_t)CHUNK * head_dim + nq * CHUNK + 2 * nq + 64;
 }
 
-/* One chunk: update (acc, run_max, run_sum) of every head of the group with
- * slots [off, off + n) of one block tile. */
-typedef void (*chunk_fn)(const gw_attention_args *a, const uint16_t *kt, const uint16_t *vt, int off, int n,
-                         float *acc, float *run_max, float *run_sum);
+/* Where query qi (token qi / G, head qi % G) reads and accumulates. */
+typedef struct {
+    const gw_attention_args *a;
+    float *acc;          /* accumulator of query qi: acc + (qi/G)*acc_stride + (qi%G)*D */
+    size_t acc_stride;
+    float *run_max, *run_sum; /* [n_q] */
+    int32_t lo;          /* first slot of the range (partial) */
+    const int32_t *hi;   /* per token: one past the last slot it sees */
+    int32_t hi_one;      /* when hi is NULL */
+} attn_state;
 
-static void chunk_scalar(const gw_attention_args *a, const uint16_t *kt, const uint16_t *vt, int off, int n,
-                         float *acc, float *run_max, float *run_sum) {
+static inline const float *query_vec(const attn_state *st, int qi) {
+    const gw_attention_args *a = st->a;
+    return a->q + (size_t)(qi / a->group) * a->q_stride + (size_t)(qi % a->group) * a->kv->head_dim;
+}
+static inline float *query_acc(const attn_state *st, int qi) {
+    const gw_attention_args *a = st->a;
+    return st->acc + (size_t)(qi / a->group) * st->acc_stride + (size_t)(qi % a->group) * a->kv->head_dim;
+}
+static inline int32_t query_hi(const attn_state *st, int qi) {
+    return st->hi ? st->hi[qi / st->a->group] : st->hi_one;
+}
+
+/* One chunk: slots [s, s + n) stored at offset off of a block tile. */
+typedef void (*chunk_fn)(const attn_state *st, const uint16_t *kt, const uint16_t *vt, int32_t s, int off,
+                         int n);
+
+static void softmax_update(float *acc, int D, float *run_max, float *run_sum, float bmax) {
+    if (bmax > *run_max && *run_sum > 0.0f) {
+        float r = expf(*run_max - bmax);
+        *run_sum *= r;
+        for (int d = 0; d < D; d++) acc[d] *= r;
+    }
+    if (bmax > *run_max) *run_max = bmax;
+}
+
+static void chunk_scalar(const attn_state *st, const uint16_t *kt, const uint16_t *vt, int32_t s, int off,
+                         int n) {
+    const gw_attention_args *a = st->a;
     const gw_kv_pool *kv = a->kv;
-    const int D = kv->head_dim, G = a->group;
-    float *sc = a->scratch, *vf = a->scratch + (size_t)G * CHUNK;
+    const int D = kv->head_dim, nq = a->n_tok * a->group;
+    float *vf = a->scratch;
     for (int j = 0; j < n; j++)
         for (int d = 0; d < D; d++) vf[j * D + d] = gw_fp16_to_fp32(vt[gw_kv_v_index(kv, off + j, d)]);
-    for (int g = 0; g < G; g++) {
-        const float *q = a->q + (size_t)g * D;
-        float *s = sc + g * CHUNK, bmax = -INFINITY;
-        for (int j = 0; j < n; j++) {
+    for (int qi = 0; qi < nq; qi++) {
+        int m = query_hi(st, qi) - s; /* slots of this chunk the query sees */
+        if (m > n) m = n;
+        if (m <= 0) continue;
+        const float *q = query_vec(st, qi);
+        float sc[CHUNK], bmax = -INFINITY;
+        for (int j = 0; j < m; j++) {
             float dot = 0.0f;
             for (int d = 0; d < D; d++) dot += q[d] * gw_fp16_to_fp32(kt[gw_kv_k_index(kv, off + j, d)]);
-            s[j] = dot * a->scale;
-            if (s[j] > bmax) bmax = s[j];
+            sc[j] = dot * a->scale;
+            if (sc[j] > bmax) bmax = sc[j];
         }
-        float *ag = acc + (size_t)g * D;
-        float new_max = bmax > run_max[g] ? bmax : run_max[g];
-        if (new_max > run_max[g] && run_sum[g] > 0.0f) {
-            float r = expf(run_max[g] - new_max);
-            run_sum[g] *= r;
-            for (int d = 0; d < D; d++) ag[d] *= r;
-        }
-        run_max[g] = new_max;
-        for (int j = 0; j < n; j++) {
-            float w = expf(s[j] - new_max);
-            run_sum[g] += w;
-            for (int d = 0; d < D; d++) ag[d] += w * vf[j * D + d];
+        float *acc = query_acc(st, qi);
+        softmax_update(acc, D, &st->run_max[qi], &st->run_sum[qi], bmax);
+        for (int j = 0; j < m; j++) {
+            float w = expf(sc[j] - st->run_max[qi]);
+            st->run_sum[qi] += w;
+            for (int d = 0; d < D; d++) acc[d] += w * vf[j * D + d];
         }
     }
 }
 
 #if defined(__x86_64__)
 /* exp(x) for 16 lanes: 2^(x log2 e) split into 2^n * 2^f, f in [-0.5, 0.5],
- * with a degree-6 polynomial for 2^f (relative error ~2e-7, like expf). */
+ * with a degree-7 Taylor polynomial for e^(f ln 2) (relative error ~2e-7). */
 __attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
     x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
     __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
     __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, n);
-    /* 2^f = e^(f ln2) */
-    __m512 y = _mm512_mul_ps(f, _mm512_set1_ps(0.693147180559945f));
+    __m512 y = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.693147180559945f));
     __m512 p = _mm512_set1_ps(1.0f / 720.0f);
     p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f / 120.0f));
     p = _mm512_fmadd_ps(p, y, _mm512_set1_ps(1.0f / 24.0f));
@@ -82,15 +106,14 @@ __attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-__attribute__((target("avx512f,avx512bw"))) static void chunk_avx512(const gw_attention_args *a,
-                                                                     const uint16_t *kt, const uint16_t *vt,
-                                                                     int off, int n, float *acc,
-                                                                     float *run_max, float *run_sum) {
+__attribute__((target("avx512f,avx512bw"))) static void chunk_avx512(const attn_state *st, const uint16_t *kt,
+                                                                     const uint16_t *vt, int32_t s, int off,
+                                                                     int n) {
+    const gw_attention_args *a = st->a;
     const gw_kv_pool *kv = a->kv;
-    const int D = kv->head_dim, G = a->group, BS = kv->block_size;
-    const __mmask16 mask = (__mmask16)((1u << n) - 1);
-    float *vf = a->scratch + (size_t)G * CHUNK;
-    /* values of the chunk, converted once for all heads */
+    const int D = kv->head_dim, BS = kv->block_size, nq = a->n_tok * a->group;
+    const __mmask16 chunk_mask = (__mmask16)((1u << n) - 1);
+    float *vf = a->scratch;
     for (int j = 0; j < n; j++) {
         const uint16_t *row = vt + gw_kv_v_index(kv, off + j, 0);
         int d = 0;
@@ -99,42 +122,58 @@ __attribute__((target("avx512f,avx512bw"))) static void chunk_avx512(const gw_at
         for (; d < D; d++) vf[j * D + d] = gw_fp16_to_fp32(row[d]);
     }
     const __m512 scale = _mm512_set1_ps(a->scale);
-    for (int g0 = 0; g0 < G; g0 += 4) {
-        const int gn = G - g0 < 4 ? G - g0 : 4;
-        const float *q0 = a->q + (size_t)g0 * D;
-        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int d = 0; d < D; d++) {
-            __m512 k = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, kt + (size_t)d * BS + off));
-            for (int i = 0; i < gn; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(q0[(size_t)i * D + d]), k, s[i]);
-        }
-        for (int i = 0; i < gn; i++) {
-            const int g = g0 + i;
-            __m512 sc = _mm512_mul_ps(s[i], scale);
-            float bmax = _mm512_mask_reduce_max_ps(mask, sc);
-            float *ag = acc + (size_t)g * D;
-            float new_max = bmax > run_max[g] ? bmax : run_max[g];
-            if (new_max > run_max[g] && run_sum[g] > 0.0f) {
-                float r = expf(run_max[g] - new_max);
-                run_sum[g] *= r;
-                __m512 rv = _mm512_set1_ps(r);
-                for (int d = 0; d + 16 <= D; d += 16)
-                    _mm512_storeu_ps(ag + d, _mm512_mul_ps(_mm512_loadu_ps(ag + d), rv));
-                for (int d = D / 16 * 16; d < D; d++) ag[d] *= r;
+    for (int q0 = 0; q0 < nq; q0 += 4) {
+        const int qn = nq - q0 < 4 ? nq - q0 : 4;
+        const float *qv[4];
+        for (int i = 0; i < qn; i++) qv[i] = query_vec(st, q0 + i);
+        /* two accumulators per query (even and odd d): the FMA chains are
+         * then not latency-bound */
+        __m512 sa[4][2];
+        for (int i = 0; i < 4; i++) sa[i][0] = sa[i][1] = _mm512_setzero_ps();
+        int d = 0;
+        for (; d + 2 <= D; d += 2) {
+            __m512 k0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(chunk_mask, kt + (size_t)d * BS + off));
+            __m512 k1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(chunk_mask, kt + (size_t)(d + 1) * BS + off));
+            for (int i = 0; i < qn; i++) {
+                sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d]), k0, sa[i][0]);
+                sa[i][1] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d + 1]), k1, sa[i][1]);
             }
-            run_max[g] = new_max;
-            __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(sc, _mm512_set1_ps(new_max))));
-            run_sum[g] += _mm512_reduce_add_ps(p);
+        }
+        for (; d < D; d++) {
+            __m512 k = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(chunk_mask, kt + (size_t)d * BS + off));
+            for (int i = 0; i < qn; i++) sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d]), k, sa[i][0]);
+        }
+        for (int i = 0; i < qn; i++) {
+            const int qi = q0 + i;
+            int m = query_hi(st, qi) - s;
+            if (m > n) m = n;
+            if (m <= 0) continue;
+            const __mmask16 mask = (__mmask16)((1u << m) - 1);
+            __m512 sc = _mm512_mul_ps(_mm512_add_ps(sa[i][0], sa[i][1]), scale);
+            float *acc = query_acc(st, qi);
+            softmax_update(acc, D, &st->run_max[qi], &st->run_sum[qi], _mm512_mask_reduce_max_ps(mask, sc));
+            __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(sc, _mm512_set1_ps(st->run_max[qi]))));
+            st->run_sum[qi] += _mm512_reduce_add_ps(p);
             float w[CHUNK];
             _mm512_storeu_ps(w, p);
-            int d = 0;
-            for (; d + 16 <= D; d += 16) {
-                __m512 o = _mm512_loadu_ps(ag + d);
-                for (int j = 0; j < n; j++)
-                    o = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(vf + j * D + d), o);
-                _mm512_storeu_ps(ag + d, o);
+            /* up to 4 independent accumulators (64 output floats) per pass
+             * over the chunk's value rows */
+            int dv = 0;
+            while (dv + 16 <= D) {
+                int nb = (D - dv) / 16;
+                if (nb > 4) nb = 4;
+                __m512 o[4];
+                for (int b = 0; b < nb; b++) o[b] = _mm512_loadu_ps(acc + dv + 16 * b);
+                for (int j = 0; j < m; j++) {
+                    __m512 wj = _mm512_set1_ps(w[j]);
+                    const float *vr = vf + j * D + dv;
+                    for (int b = 0; b < nb; b++) o[b] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vr + 16 * b), o[b]);
+                }
+                for (int b = 0; b < nb; b++) _mm512_storeu_ps(acc + dv + 16 * b, o[b]);
+                dv += 16 * nb;
             }
-            for (; d < D; d++)
-                for (int j = 0; j < n; j++) ag[d] += w[j] * vf[j * D + d];
+            for (; dv < D; dv++)
+                for (int j = 0; j < m; j++) acc[dv] += w[j] * vf[j * D + dv];
         }
     }
 }
@@ -142,7 +181,7 @@ __attribute__((target("avx512f,avx512bw"))) static void chunk_avx512(const gw_at
 
 static chunk_fn pick_chunk(void) {
 #if defined(__x86_64__)
-    if (gw_quant_best_isa() >= GW_ISA_AVX512 && strcmp(gw_quant_isa_name(), "avx512") == 0) return chunk_avx512;
+    if (strcmp(gw_quant_isa_name(), "avx512") == 0) return chunk_avx512;
 #endif
     return chunk_scalar;
 }
@@ -151,26 +190,49 @@ static chunk_fn chunk_kernel;
 
 void gw_attention_force_scalar(bool scalar) { chunk_kernel = scalar ? chunk_scalar : pick_chunk(); }
 
-void gw_attention_partial(const gw_attention_args *a, int32_t s0, int32_t s1, float *acc, float *run_max,
-                          float *run_sum) {
+/* Runs every chunk of slots [lo, max hi) through the kernel. */
+static void attend(const attn_state *st) {
+    const gw_attention_args *a = st->a;
     const gw_kv_pool *kv = a->kv;
-    const int D = kv->head_dim, BS = kv->block_size, G = a->group;
+    const int BS = kv->block_size, nq = a->n_tok * a->group;
     chunk_fn chunk = chunk_kernel;
     if (!chunk) chunk = chunk_kernel = pick_chunk(); /* benign race: all threads store the same pointer */
-    for (int g = 0; g < G; g++) {
-        run_max[g] = -INFINITY;
-        run_sum[g] = 0.0f;
+    int32_t end = 0;
+    for (int qi = 0; qi < nq; qi++) {
+        st->run_max[qi] = -INFINITY;
+        st->run_sum[qi] = 0.0f;
+        memset(query_acc(st, qi), 0, (size_t)kv->head_dim * sizeof(float));
+        if (query_hi(st, qi) > end) end = query_hi(st, qi);
     }
-    memset(acc, 0, (size_t)G * D * sizeof(float));
-    for (int32_t s = s0; s < s1;) {
+    for (int32_t s = st->lo; s < end;) {
         const int32_t bi = s / BS, off = s % BS;
         int n = BS - off;
-        if (n > s1 - s) n = s1 - s;
+        if (n > end - s) n = end - s;
         if (n > CHUNK) n = CHUNK;
         const size_t tile = gw_kv_tile(kv, a->blocks[bi], a->layer, a->kv_head);
-        chunk(a, kv->k + tile, kv->v + tile, off, n, acc, run_max, run_sum);
+        chunk(st, kv->k + tile, kv->v + tile, s, off, n);
         s += n;
     }
+}
+
+void gw_attention(const gw_attention_args *a) {
+    const int D = a->kv->head_dim, nq = a->n_tok * a->group;
+    float *run_max = a->scratch + (size_t)CHUNK * D + (size_t)nq * CHUNK;
+    attn_state st = {.a = a, .acc = a->out, .acc_stride = a->out_stride, .run_max = run_max,
+                     .run_sum = run_max + nq, .lo = 0, .hi = a->n_slots};
+    attend(&st);
+    for (int qi = 0; qi < nq; qi++) {
+        float inv = st.run_sum[qi] > 0.0f ? 1.0f / st.run_sum[qi] : 0.0f;
+        float *acc = query_acc(&st, qi);
+        for (int d = 0; d < D; d++) acc[d] *= inv;
+    }
+}
+
+void gw_attention_partial(const gw_attention_args *a, int32_t s0, int32_t s1, float *acc, float *mx,
+                          float *sum) {
+    attn_state st = {.a = a, .acc = acc, .acc_stride = 0, .run_max = mx, .run_sum = sum, .lo = s0,
+                     .hi = NULL, .hi_one = s1};
+    attend(&st);
 }
 
 void gw_attention_merge(int G, int D, const float *parts, int n_parts, size_t part_floats, float *out) {
@@ -193,17 +255,5 @@ void gw_attention_merge(int G, int D, const float *parts, int n_parts, size_t pa
         }
         float inv = total > 0 ? (float)(1.0 / total) : 0.0f;
         for (int i = 0; i < D; i++) o[i] *= inv;
-    }
-}
-
-void gw_attention_decode(const gw_attention_args *a) {
-    const int G = a->group, D = a->kv->head_dim;
-    float *mx = a->scratch + (size_t)G * CHUNK + (size_t)CHUNK * D;
-    float *sum = mx + G;
-    gw_attention_partial(a, 0, a->n_slots, a->out, mx, sum);
-    for (int g = 0; g < G; g++) {
-        float inv = sum[g] > 0.0f ? 1.0f / sum[g] : 0.0f;
-        float *acc = a->out + (size_t)g * D;
-        for (int i = 0; i < D; i++) acc[i] *= inv;
     }
 }

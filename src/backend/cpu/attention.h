@@ -1,40 +1,50 @@
-/* CPU attention of a few query heads (one GQA group, sharing one KV head)
- * against one sequence's paged KV cache, with an online softmax over KV
- * blocks: scores of a block are computed, the running maximum and sum are
- * updated once per block, and the value accumulator is rescaled then. */
+/* CPU attention of query tokens against one sequence's paged KV cache, for
+ * one KV head: each query token brings `group` query heads (GQA) and sees
+ * its own number of cache slots (causal masking inside a prefill tile).
+ * Slots are processed in chunks of up to 16 consecutive slots of one block;
+ * each chunk's keys and values are loaded and converted once for every query
+ * of the tile, and an online softmax keeps a running max and sum per query. */
 #ifndef GODWIT_CPU_ATTENTION_H
 #define GODWIT_CPU_ATTENTION_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kv/kv_cache.h"
 
+#define GW_ATTN_MAX_TILE 8  /* query tokens per call */
+
 typedef struct {
     const gw_kv_pool *kv;
-    const int32_t *blocks;  /* the sequence's block table */
-    int32_t n_slots;        /* attend to slots [0, n_slots) */
+    const int32_t *blocks;   /* the sequence's block table */
     int layer, kv_head;
-    int group;              /* query heads sharing this KV head */
-    const float *q;         /* [group][head_dim], already rotated */
-    float *out;             /* [group][head_dim] */
-    float scale;            /* 1/sqrt(head_dim) */
-    float *scratch;         /* gw_attention_scratch_floats() floats */
+    int group;               /* query heads per token sharing this KV head */
+    int n_tok;               /* query tokens, 1..GW_ATTN_MAX_TILE */
+    const int32_t *n_slots;  /* [n_tok] token i attends to slots [0, n_slots[i]) */
+    const float *q;          /* token i's heads: q + i*q_stride, [group][head_dim], rotated */
+    size_t q_stride;
+    float *out;              /* token i's output: out + i*out_stride, [group][head_dim] */
+    size_t out_stride;
+    float scale;             /* 1/sqrt(head_dim) */
+    float *scratch;          /* gw_attention_scratch_floats() floats */
 } gw_attention_args;
 
-size_t gw_attention_scratch_floats(int group, int head_dim, int block_size);
+size_t gw_attention_scratch_floats(int group, int head_dim);
 
-/* Attention over slots [s0, s1) only, unnormalized: acc[g][:] = sum of
- * exp(score - mx[g]) * v, sum[g] = sum of exp(score - mx[g]). Splitting a long
- * sequence into ranges lets several threads share one query (flash-decoding);
- * gw_attention_merge combines the pieces. a->out is not used. */
+/* Normalized attention output of every query into a->out. */
+void gw_attention(const gw_attention_args *a);
+
+/* For one query token (n_tok == 1), slots [s0, s1) only, unnormalized:
+ * acc[g][:] = sum of exp(score - mx[g]) * v, sum[g] = sum of exp(score - mx[g]).
+ * Splitting a long sequence into ranges lets several threads share one query
+ * (flash-decoding); gw_attention_merge combines the pieces. a->out unused. */
 void gw_attention_partial(const gw_attention_args *a, int32_t s0, int32_t s1, float *acc, float *mx,
                           float *sum);
-/* out[g][:] = softmax-weighted values from n_parts partial results laid out
- * as parts[i] = {acc[G][D], mx[G], sum[G]}, stride part_floats. */
+/* out[g][:] from n_parts partial results laid out as
+ * parts[i] = {acc[G][D], mx[G], sum[G]}, stride part_floats. */
 void gw_attention_merge(int group, int head_dim, const float *parts, int n_parts, size_t part_floats,
                         float *out);
+
 /* Tests: force the portable kernel (true) or the best one (false). */
 void gw_attention_force_scalar(bool scalar);
-/* Whole range [0, n_slots), normalized into a->out. */
-void gw_attention_decode(const gw_attention_args *a);
 #endif
