@@ -9,7 +9,6 @@
  * Matrix products go through gw_matmul (quantized kernels); the work of each
  * op is split into tasks run by the context's thread pool. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "godwit.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
+#include "util/error.h"
 #include "tokenizer/tokenizer.h"
 
 #define MAX_SEQS 256
@@ -49,13 +49,6 @@ struct gw_context {
     size_t attn_part_floats;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------- model API */
 
@@ -117,7 +110,7 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
     gw_context_params dp = gw_context_default_params();
     if (!p) p = &dp;
     if (p->n_ctx <= 0 || p->n_batch <= 0 || p->kv_block_size <= 0 || p->kv_block_size > 4096) {
-        set_err(err, errlen, "context: n_ctx, n_batch and kv_block_size must be positive");
+        gw_set_err(err, errlen, "context: n_ctx, n_batch and kv_block_size must be positive");
         return NULL;
     }
     gw_context *c = calloc(1, sizeof *c);
@@ -130,7 +123,7 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
     if (!c->pool) goto oom;
     int32_t n_blocks = (p->n_ctx + p->kv_block_size - 1) / p->kv_block_size;
     if (gw_kv_pool_init(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size, n_blocks) != 0) {
-        set_err(err, errlen, "context: cannot allocate the KV cache (%d tokens, %.1f MiB)", p->n_ctx,
+        gw_set_err(err, errlen, "context: cannot allocate the KV cache (%d tokens, %.1f MiB)", p->n_ctx,
                 (double)n_blocks * p->kv_block_size * 2.0 * m->n_layer * m->n_head_kv * m->head_dim * 2 /
                     1048576.0);
         gw_context_free(c);
@@ -179,7 +172,7 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
         goto oom;
     return c;
 oom:
-    set_err(err, errlen, "context: out of memory");
+    gw_set_err(err, errlen, "context: out of memory");
     gw_context_free(c);
     return NULL;
 }
@@ -464,7 +457,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
     const int T = b->n_tokens;
     if (T <= 0) return 0;
     if (T > c->n_batch) {
-        set_err(err, errlen, "forward: batch of %d tokens exceeds n_batch %d", T, c->n_batch);
+        gw_set_err(err, errlen, "forward: batch of %d tokens exceeds n_batch %d", T, c->n_batch);
         return -1;
     }
     /* Validate and assign cache slots: each sequence's tokens follow on from
@@ -473,11 +466,11 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
     for (int t = 0; t < T; t++) {
         int s = b->seq[t];
         if (!seq_valid(c, s)) {
-            set_err(err, errlen, "forward: token %d names sequence %d, which is not open", t, s);
+            gw_set_err(err, errlen, "forward: token %d names sequence %d, which is not open", t, s);
             return -1;
         }
         if (b->token[t] < 0 || b->token[t] >= m->n_vocab) {
-            set_err(err, errlen, "forward: token id %d out of range [0, %d)", b->token[t], m->n_vocab);
+            gw_set_err(err, errlen, "forward: token id %d out of range [0, %d)", b->token[t], m->n_vocab);
             return -1;
         }
         next_slot[s] = c->seqs[s].n_tokens;
@@ -501,7 +494,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
                     if (--c->kv.refcount[blk] == 0) c->kv.free_list[c->kv.n_free++] = blk;
                 }
             }
-            set_err(err, errlen, "forward: KV cache full (%d tokens of context in use, n_ctx %d)",
+            gw_set_err(err, errlen, "forward: KV cache full (%d tokens of context in use, n_ctx %d)",
                     (c->kv.n_blocks - c->kv.n_free) * c->kv.block_size, c->n_ctx);
             return -1;
         }

@@ -1,6 +1,6 @@
 #include "model/model.h"
+#include "util/error.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +9,6 @@
 #include "model/tensor_types.h"
 #include "tokenizer/tokenizer.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Reads "<arch>.<suffix>" as an unsigned integer. */
 static bool arch_u32(const gguf_file *f, const char *arch, const char *suffix, uint32_t *out) {
@@ -35,17 +28,17 @@ static bool load_matrix(const gguf_file *f, const char *name, int64_t rows, int6
                         gw_matrix *out, bool optional, char *err, size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
-        if (!optional) set_err(err, errlen, "model: missing tensor '%s'", name);
+        if (!optional) gw_set_err(err, errlen, "model: missing tensor '%s'", name);
         return false;
     }
     const gw_type_traits *tt = gw_type_info(t->type);
     if (!tt || !tt->supported) {
-        set_err(err, errlen, "model: tensor '%s' has type %s, which godwit cannot compute with",
+        gw_set_err(err, errlen, "model: tensor '%s' has type %s, which godwit cannot compute with",
                 name, gw_type_name(t->type));
         return false;
     }
     if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows) {
-        set_err(err, errlen, "model: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", name,
+        gw_set_err(err, errlen, "model: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", name,
                 (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)rows);
         return false;
     }
@@ -62,22 +55,22 @@ static float *load_vector(const gguf_file *f, const char *name, int64_t n, bool 
                           char *err, size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
-        if (!optional) set_err(err, errlen, "model: missing tensor '%s'", name);
+        if (!optional) gw_set_err(err, errlen, "model: missing tensor '%s'", name);
         return NULL;
     }
     if (t->n_dims != 1 || t->ne[0] != n) {
-        set_err(err, errlen, "model: tensor '%s' has %lld elements, expected %lld", name,
+        gw_set_err(err, errlen, "model: tensor '%s' has %lld elements, expected %lld", name,
                 (long long)t->ne[0], (long long)n);
         return NULL;
     }
     const gw_type_traits *tt = gw_type_info(t->type);
     if (!tt || !tt->supported || n % tt->block_size != 0) {
-        set_err(err, errlen, "model: tensor '%s' has unsupported type %s", name, gw_type_name(t->type));
+        gw_set_err(err, errlen, "model: tensor '%s' has unsupported type %s", name, gw_type_name(t->type));
         return NULL;
     }
     float *v = malloc((size_t)n * sizeof(float));
     if (!v) {
-        set_err(err, errlen, "model: out of memory");
+        gw_set_err(err, errlen, "model: out of memory");
         return NULL;
     }
     gw_dequantize_row(t->type, t->data, v, n);
@@ -90,13 +83,13 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
     gw_model *m = calloc(1, sizeof *m);
     if (!m) {
         gguf_close(f);
-        set_err(err, errlen, "model: out of memory");
+        gw_set_err(err, errlen, "model: out of memory");
         return NULL;
     }
     m->file = f;
     const char *arch = gguf_get_str(f, "general.architecture");
     if (!arch) {
-        set_err(err, errlen, "model: %s has no general.architecture key", path);
+        gw_set_err(err, errlen, "model: %s has no general.architecture key", path);
         goto fail;
     }
     snprintf(m->arch_name, sizeof m->arch_name, "%s", arch);
@@ -107,7 +100,7 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
         m->arch = GW_ARCH_QWEN2;
         m->rope_style = GW_ROPE_NEOX;
     } else {
-        set_err(err, errlen, "model: architecture '%s' is not supported (supported: llama, qwen2)", arch);
+        gw_set_err(err, errlen, "model: architecture '%s' is not supported (supported: llama, qwen2)", arch);
         goto fail;
     }
     const char *name = gguf_get_str(f, "general.name");
@@ -116,7 +109,7 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
     uint32_t v;
 #define REQUIRE_U32(field, suffix)                                                        \
     if (!arch_u32(f, arch, suffix, &v) || v == 0 || v > (1u << 24)) {                     \
-        set_err(err, errlen, "model: missing or invalid key %s.%s", arch, suffix);        \
+        gw_set_err(err, errlen, "model: missing or invalid key %s.%s", arch, suffix);        \
         goto fail;                                                                        \
     }                                                                                     \
     m->field = (int)v;
@@ -128,14 +121,14 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
     m->n_head_kv = m->n_head;
     if (arch_u32(f, arch, "attention.head_count_kv", &v)) m->n_head_kv = (int)v;
     if (m->n_head_kv <= 0 || m->n_head % m->n_head_kv != 0) {
-        set_err(err, errlen, "model: head_count %d is not a multiple of head_count_kv %d", m->n_head,
+        gw_set_err(err, errlen, "model: head_count %d is not a multiple of head_count_kv %d", m->n_head,
                 m->n_head_kv);
         goto fail;
     }
     m->head_dim = m->n_embd / m->n_head;
     if (arch_u32(f, arch, "attention.key_length", &v)) m->head_dim = (int)v;
     if (m->head_dim <= 0 || m->head_dim % 2 != 0 || m->head_dim > 1024) {
-        set_err(err, errlen, "model: invalid head dimension %d", m->head_dim);
+        gw_set_err(err, errlen, "model: invalid head dimension %d", m->head_dim);
         goto fail;
     }
     m->n_ctx_train = 4096;
@@ -147,7 +140,7 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
     m->rope_dim = m->head_dim;
     if (arch_u32(f, arch, "rope.dimension_count", &v)) m->rope_dim = (int)v;
     if (m->rope_dim <= 0 || m->rope_dim > m->head_dim || m->rope_dim % 2) {
-        set_err(err, errlen, "model: invalid rope dimension count %d", m->rope_dim);
+        gw_set_err(err, errlen, "model: invalid rope dimension count %d", m->rope_dim);
         goto fail;
     }
     m->rope_scale = 1.0f;
@@ -160,7 +153,7 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
         if (stype && strcmp(stype, "linear") == 0 && factor > 0) {
             m->rope_scale = factor;
         } else if (stype && strcmp(stype, "none") != 0 && strcmp(stype, "linear") != 0) {
-            set_err(err, errlen, "model: rope scaling type '%s' is not supported", stype);
+            gw_set_err(err, errlen, "model: rope scaling type '%s' is not supported", stype);
             goto fail;
         }
     }
@@ -168,7 +161,7 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
     /* Token embedding: its row count is the vocabulary size. */
     const gguf_tensor *te = gguf_find_tensor(f, "token_embd.weight");
     if (!te) {
-        set_err(err, errlen, "model: missing tensor 'token_embd.weight'");
+        gw_set_err(err, errlen, "model: missing tensor 'token_embd.weight'");
         goto fail;
     }
     m->n_vocab = (int)te->ne[1];
@@ -186,7 +179,7 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
 
     m->layers = calloc((size_t)m->n_layer, sizeof(gw_layer));
     if (!m->layers) {
-        set_err(err, errlen, "model: out of memory");
+        gw_set_err(err, errlen, "model: out of memory");
         goto fail;
     }
     const int64_t q_dim = (int64_t)m->n_head * m->head_dim;
@@ -220,7 +213,7 @@ gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
     m->tokenizer = gw_tokenizer_from_gguf(f, err, errlen);
     if (!m->tokenizer) goto fail;
     if (gw_tokenizer_n_vocab(m->tokenizer) != m->n_vocab) {
-        set_err(err, errlen, "model: tokenizer has %d tokens but the embedding has %d rows",
+        gw_set_err(err, errlen, "model: tokenizer has %d tokens but the embedding has %d rows",
                 gw_tokenizer_n_vocab(m->tokenizer), m->n_vocab);
         goto fail;
     }
