@@ -14,7 +14,10 @@
 #                 llama-quantize (--allow-requantize: Q4_1 -> Q8_0/F16 keeps
 #                 Q4_1's rounding, fine for speed, not for quality), written
 #                 to bench/out/
-# Raw outputs go to bench/out/ (git-ignored). Env: JOBS (build jobs, default 2).
+# Each timed run waits (IDLE_WAIT s, default 900) for the shared machine to be
+# under IDLE_PCT % busy (default 15); bench/out/results-*/load.log says how busy
+# it was. Raw outputs go to bench/out/ (git-ignored). Env: JOBS (build jobs,
+# default 2). The ratio column compares means.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -36,7 +39,7 @@ while [ $# -gt 0 ]; do
     --quants) quants=$2; shift 2 ;;
     --no-llama) do_llama=0; shift ;;
     --no-godwit) do_godwit=0; shift ;;
-    -h|--help) sed -n 2,18p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n "2,/^set -euo/p" "$0" | grep "^#" | sed "s/^# \{0,1\}//"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) models+=("$1"); shift ;;
   esac
@@ -120,9 +123,12 @@ echo "== membw (1 GiB, 8 passes, 1..$threads threads)" >&2
 for m in "${models[@]}"; do
   tag=$(basename "$m" .gguf)
   if [ $do_llama = 1 ]; then
-    cmd1=("$LL/llama-bench" -m "$m" -t "$threads" -r "$reps" -p 512 -n 128 -o jsonl)
-    cmd2=("$LL/llama-bench" -m "$m" -t "$threads" -r "$reps" -p 0 -n 128 -d "$depth" -o jsonl)
-    for c in cmd1 cmd2; do
+    # one llama-bench run per test, each after its own idle check, so that a
+    # burst of someone else's work spoils one row, not all of them
+    cmd1=("$LL/llama-bench" -m "$m" -t "$threads" -r "$reps" -p 512 -n 0 -o jsonl)
+    cmd2=("$LL/llama-bench" -m "$m" -t "$threads" -r "$reps" -p 0 -n 128 -o jsonl)
+    cmd3=("$LL/llama-bench" -m "$m" -t "$threads" -r "$reps" -p 0 -n 128 -d "$depth" -o jsonl)
+    for c in cmd1 cmd2 cmd3; do
       declare -n cc=$c
       wait_idle "$tag llama-bench"
       echo "== ${cc[*]}" >&2
@@ -224,7 +230,7 @@ for m in models:
     llbuild = next(iter(ll.values()), {}).get("build_commit", "?")
     print(f"### {tag}  (weights {info['weights']/1e6:.1f} MB, KV f16 {info['kv_per_tok']} B/token; "
           f"llama.cpp {llbuild}, flash_attn {next(iter(ll.values()), {}).get('flash_attn', '?')})\n")
-    print("| test | godwit tok/s | llama.cpp tok/s | godwit/llama.cpp | godwit GB/s | llama.cpp GB/s | membw GB/s |")
+    print("| test | godwit tok/s | llama.cpp tok/s (mean ± sd, best rep) | godwit/llama.cpp | godwit GB/s | llama.cpp GB/s | membw GB/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, d in (("pp512", 0), ("tg128", 0), ("tg128", depth)):
         label = name if d == 0 else f"{name}@d{d}"
@@ -234,6 +240,8 @@ for m in models:
         fmt = lambda v, s=None: "-" if v is None else (f"{v:.2f}" + (f" ± {s:.2f}" if s else ""))
         gcell = fmt(gt, g.get("tokens_per_s_sd") if g else None) if gw_avail else "godwit bench not available"
         lcell = fmt(lt, l.get("stddev_ts") if l else None)
+        if l and l.get("samples_ts"):
+            lcell += f" (best {max(l['samples_ts']):.2f})"
         ratio = f"{gt/lt:.2f}" if gt and lt else "-"
         ggb = lgb = bwc = ""
         if name.startswith("tg"):

@@ -1,13 +1,15 @@
-/* bench_kernels: GFLOP/s of gw_matmul per ISA for the matrix shapes of
- * SmolLM2-135M (hidden 576, ffn 1536, kv 192, vocab 49152), decode (n=1) and
- * prefill (n=512), single thread and T threads; plus a whole-model decode
- * sweep (30 layers of distinct weights + Q8_0 output head, as one token of
- * generation reads them) reporting tokens/s and the weight bytes/s it implies.
- * Not a test.
+/* bench_kernels: GFLOP/s of gw_matmul per ISA and activation precision (int8
+ * = Q8_0/Q8_1/Q8_K, int16 = Q16) for the matrix shapes of SmolLM2-135M
+ * (hidden 576, ffn 1536, kv 192, vocab 49152), decode (n=1) and prefill
+ * (n=512), single thread and T threads; plus a whole-model decode sweep (30
+ * layers of distinct weights + Q8_0 output head, as one token of generation
+ * reads them) reporting tokens/s and the weight bytes/s it implies. Each
+ * figure is the best of repeated runs over 0.4 s. Not a test.
  *
  *   gcc -std=c17 -O3 -march=native -D_GNU_SOURCE -Isrc bench/bench_kernels.c \
  *       src/model/tensor_types.c src/backend/cpu/quant*.c -lm -lpthread -o build/bench_kernels
- *   ./build/bench_kernels [threads=2] [weight type=Q4_1|Q4_0|Q5_0|Q5_1|Q8_0|Q4_K|Q6_K|F16] [isa]
+ *   ./build/bench_kernels [threads=2] [weight type=Q4_1|Q4_0|Q5_0|Q5_1|Q8_0|Q4_K|Q5_K|Q6_K|F16]
+ *                         [isa=all|scalar|avx2|avx512] [act=both|int8|int16] [sweep=1|0]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -195,7 +197,15 @@ int main(int argc, char **argv) {
     const int nt = argc > 1 ? atoi(argv[1]) : 2;
     const uint32_t wt = argc > 2 ? type_by_name(argv[2]) : GW_TYPE_Q4_1;
     pool_start(nt);
-    const int only = argc > 3 ? (!strcmp(argv[3], "scalar") ? 0 : !strcmp(argv[3], "avx2") ? 1 : 2) : -1;
+    const int only = argc > 3 && strcmp(argv[3], "all")
+                         ? (!strcmp(argv[3], "scalar") ? 0 : !strcmp(argv[3], "avx2") ? 1 : 2)
+                         : -1;
+    const char *act = argc > 4 ? argv[4] : "both";
+    const int sweep = argc > 5 ? atoi(argv[5]) : 1;
+    gw_act_precision precs[2];
+    int nprec = 0;
+    if (strcmp(act, "int16")) precs[nprec++] = GW_ACT_INT8;
+    if (strcmp(act, "int8")) precs[nprec++] = GW_ACT_INT16;
     const int kq = wt == GW_TYPE_Q4_K || wt == GW_TYPE_Q5_K || wt == GW_TYPE_Q6_K;
     /* K-quants need k % 256 == 0: use 768/2048 stand-ins for 576/1536 */
     const int64_t H = kq ? 768 : 576, F = kq ? 2048 : 1536;
@@ -209,22 +219,27 @@ int main(int argc, char **argv) {
     for (int isa = (int)gw_quant_best_isa(); isa >= 0; isa--) {
         if (only >= 0 && isa != only) continue;
         gw_quant_force_isa((gw_isa)isa);
-        printf("ISA %s, weights %s%s\n", gw_quant_isa_name(), gw_type_name(wt),
-               kq ? " (shapes 768/2048: K-quants need k % 256 == 0)" : "");
-        printf("  %-22s %12s %12s %12s %12s\n", "shape", "n=1 1T", "n=1 ", "n=512 1T", "n=512 ");
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            double g[4];
-            g[0] = bench_shape(1, shapes[s].t, shapes[s].m, shapes[s].k, 1);
-            g[1] = bench_shape(nt, shapes[s].t, shapes[s].m, shapes[s].k, 1);
-            g[2] = bench_shape(1, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? 64 : 512);
-            g[3] = bench_shape(nt, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? 64 : 512);
-            printf("  %-22s %9.1f GF %9.1f GF %9.1f GF %9.1f GF%s\n", shapes[s].name, g[0], g[1], g[2], g[3],
-                   shapes[s].m > 4096 ? "  (n=64)" : "");
-        }
-        printf("  (columns: 1 thread, then %d threads; GFLOP/s = 2*m*k*n/time)\n", nt);
-        if (!kq) {
-            bench_model_decode(1, wt);
-            if (nt > 1) bench_model_decode(nt, wt);
+        for (int pi = 0; pi < nprec; pi++) {
+            gw_quant_set_activation_precision(precs[pi]);
+            printf("ISA %s, weights %s, %s activations (%s)%s\n", gw_quant_isa_name(), gw_type_name(wt),
+                   precs[pi] == GW_ACT_INT16 ? "int16" : "int8", gw_type_name(gw_vec_dot_type(wt)),
+                   kq ? " (shapes 768/2048: K-quants need k % 256 == 0)" : "");
+            printf("  %-22s %12s %12s %12s %12s\n", "shape", "n=1 1T", "n=1 ", "n=512 1T", "n=512 ");
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                double g[4];
+                g[0] = bench_shape(1, shapes[s].t, shapes[s].m, shapes[s].k, 1);
+                g[1] = nt > 1 ? bench_shape(nt, shapes[s].t, shapes[s].m, shapes[s].k, 1) : g[0];
+                g[2] = bench_shape(1, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? 64 : 512);
+                g[3] = nt > 1 ? bench_shape(nt, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? 64 : 512)
+                              : g[2];
+                printf("  %-22s %9.1f GF %9.1f GF %9.1f GF %9.1f GF%s\n", shapes[s].name, g[0], g[1], g[2], g[3],
+                       shapes[s].m > 4096 ? "  (n=64)" : "");
+            }
+            printf("  (columns: 1 thread, then %d threads; GFLOP/s = 2*m*k*n/time)\n", nt);
+            if (!kq && sweep) {
+                bench_model_decode(1, wt);
+                if (nt > 1) bench_model_decode(nt, wt);
+            }
         }
     }
     pool_stop();

@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -m) model=$2; shift 2 ;;
     -t) threads=$2; shift 2 ;;
-    -h|--help) sed -n 2,17p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n "2,/^set -euo/p" "$0" | grep "^#" | sed "s/^# \{0,1\}//"; exit 0 ;;
     *:*) runs+=("$1"); shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac

@@ -460,7 +460,8 @@ static int cmd_run(int argc, char **argv) {
     }
     int n;
     bool add_bos = !o.no_bos && gw_tokenizer_add_bos(s.tok) && !o.chat_template;
-    int32_t *ids = tokenize_or_die(s.tok, text, strlen(text), add_bos, o.chat_template, &n);
+    /* special-token text such as <|im_start|> in a prompt is parsed, as llama.cpp does */
+    int32_t *ids = tokenize_or_die(s.tok, text, strlen(text), add_bos, true, &n);
     if (n == 0) die("%s", "the prompt is empty");
     if (n >= gw_context_n_ctx(s.ctx)) {
         char msg[128];

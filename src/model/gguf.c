@@ -623,7 +623,8 @@ static bool parse(gguf_file *f, reader *r) {
         }
         t->type = le32(r->p + r->pos);
         r->pos += 4;
-        if (!gw_type_info(t->type))
+        /* only ggml's numbering: godwit's internal formats are not file types */
+        if (t->type >= GW_TYPE_COUNT || !gw_type_info(t->type))
             return fail(r, "%s: unknown tensor type %" PRIu32 " at offset %zu",
                         where(r, w, sizeof w), t->type, r->pos - 4);
         t->offset = le64(r->p + r->pos);

@@ -18,7 +18,10 @@ static const gw_type_traits type_table[GW_TYPE_COUNT] = {
     [GW_TYPE_BF16] = {"BF16", 1, 2, true},
 };
 
+static const gw_type_traits q16_traits = {"Q16", 32, 72, false};
+
 const gw_type_traits *gw_type_info(uint32_t t) {
+    if (t == GW_TYPE_Q16) return &q16_traits;
     if (t >= GW_TYPE_COUNT || type_table[t].name == NULL) return NULL;
     return &type_table[t];
 }

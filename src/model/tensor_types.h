@@ -24,7 +24,14 @@ typedef enum {
     GW_TYPE_Q6_K = 14,
     GW_TYPE_Q8_K = 15,
     GW_TYPE_BF16 = 30,
-    GW_TYPE_COUNT = 31
+    GW_TYPE_COUNT = 31,
+    /* godwit-internal activation format (never a GGUF weight type, outside
+     * ggml's numbering): blocks of 32 values x = d * (255*h + l), with float d,
+     * int32 sum of the 32 integers 255*h + l, then int8 h[32], int8 l[32]
+     * (|h|, |l| <= 127): a 16-bit quantization (|255*h + l| <= 32512) stored
+     * as two int8 planes for the u8 x s8 dot-product kernels. See
+     * backend/cpu/quant.h. gw_row_bytes works for it; `supported` is false. */
+    GW_TYPE_Q16 = 100
 } gw_type;
 
 typedef struct {

@@ -106,7 +106,7 @@ __attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-__attribute__((target("avx512f,avx512bw"))) static void chunk_avx512(const attn_state *st, const uint16_t *kt,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(const attn_state *st, const uint16_t *kt,
                                                                      const uint16_t *vt, int32_t s, int off,
                                                                      int n) {
     const gw_attention_args *a = st->a;

@@ -132,6 +132,12 @@ void gw_dequantize_row(uint32_t t, const void *src, float *y, int64_t n) {
             for (int j = 0; j < 256; j++) y[j] = d * (int8_t)p[4 + j];
         }
         return;
+    case GW_TYPE_Q16:
+        for (int64_t b = 0; b < n / 32; b++, p += GW_Q16_BYTES, y += 32) {
+            const float d = gw_ldf(p);
+            for (int j = 0; j < 32; j++) y[j] = d * (float)(GW_Q16_BASE * (int8_t)p[8 + j] + (int8_t)p[40 + j]);
+        }
+        return;
     case GW_TYPE_Q4_K:
         for (int64_t b = 0; b < n / 256; b++, p += 144) {
             const float d = gw_h2f(gw_ld16(p)), dmin = gw_h2f(gw_ld16(p + 2));
@@ -311,6 +317,32 @@ static void quantize_q8_k_ref(const float *x, uint8_t *y, int64_t n) {
     }
 }
 
+/* Q16: Q = round_half_even(x * id), id = 1/d, d = amax/32512, clamped to
+ * +-32512 (x * id cannot exceed it by more than a rounding error), then
+ * h = round(Q / 255) computed as a float product (Q / 255 is never within
+ * 0.002 of a half-integer, far more than the product's error), l = Q - 255 h.
+ * The SIMD quantizers do the same float operations, so the bits match. */
+static void quantize_q16_ref(const float *x, uint8_t *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y += GW_Q16_BYTES) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        /* blocks below 2^-100 are zero (keeps 1/d finite) */
+        const float d = amax >= 0x1p-100f ? amax / (float)GW_Q16_QMAX : 0.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = nearest_int(x[j] * id);
+            q = q > GW_Q16_QMAX ? GW_Q16_QMAX : q < -GW_Q16_QMAX ? -GW_Q16_QMAX : q;
+            const int h = nearest_int((float)q * (1.0f / GW_Q16_BASE));
+            y[8 + j] = (uint8_t)(int8_t)h;
+            y[40 + j] = (uint8_t)(int8_t)(q - GW_Q16_BASE * h);
+            sum += q;
+        }
+        memcpy(y, &d, 4);
+        memcpy(y + 4, &sum, 4);
+    }
+}
+
 void gw_quantize_row_ref(uint32_t t, const float *src, void *dst, int64_t n) {
     uint8_t *y = (uint8_t *)dst;
     switch (t) {
@@ -328,6 +360,7 @@ void gw_quantize_row_ref(uint32_t t, const float *src, void *dst, int64_t n) {
     case GW_TYPE_Q4_1: quantize_q4_1_ref(src, y, n, 4); return;
     case GW_TYPE_Q5_1: quantize_q4_1_ref(src, y, n, 5); return;
     case GW_TYPE_Q8_K: quantize_q8_k_ref(src, y, n); return;
+    case GW_TYPE_Q16: quantize_q16_ref(src, y, n); return;
     default:
         fprintf(stderr, "gw_quantize_row: unsupported type %u\n", t);
         abort();
@@ -394,14 +427,37 @@ const char *gw_quant_isa_name(void) {
 
 void gw_quantize_row(uint32_t t, const float *src, void *dst, int64_t n) {
     const gw_quant_kernels *K = current_kernels();
-    if (K->quantize_q8 && (t == GW_TYPE_Q8_0 || t == GW_TYPE_Q8_1 || t == GW_TYPE_Q8_K)) {
-        K->quantize_q8(t, src, dst, n);
+    if (K->quantize_act && (t == GW_TYPE_Q8_0 || t == GW_TYPE_Q8_1 || t == GW_TYPE_Q8_K || t == GW_TYPE_Q16)) {
+        K->quantize_act(t, src, dst, n);
         return;
     }
     gw_quantize_row_ref(t, src, dst, n);
 }
 
-uint32_t gw_vec_dot_type(uint32_t wt) {
+/* ------------------------------------------------- activation precision */
+
+static _Atomic int g_act = -1;
+
+void gw_quant_set_activation_precision(gw_act_precision p) {
+    atomic_store(&g_act, p == GW_ACT_INT8 ? (int)GW_ACT_INT8 : (int)GW_ACT_INT16);
+}
+
+gw_act_precision gw_quant_activation_precision(void) {
+    int v = atomic_load_explicit(&g_act, memory_order_relaxed);
+    if (v >= 0) return (gw_act_precision)v;
+    int p = GW_ACT_INT16;
+    const char *env = getenv("GODWIT_ACT");
+    if (env) {
+        if (!strcmp(env, "int8")) p = GW_ACT_INT8;
+        else if (!strcmp(env, "int16")) p = GW_ACT_INT16;
+        else fprintf(stderr, "godwit: GODWIT_ACT=%s not understood (int8|int16), using int16\n", env);
+    }
+    int expected = -1;
+    atomic_compare_exchange_strong(&g_act, &expected, p);
+    return (gw_act_precision)atomic_load(&g_act);
+}
+
+static uint32_t vec_dot_type_int8(uint32_t wt) {
     switch (wt) {
     case GW_TYPE_F32: case GW_TYPE_F16: case GW_TYPE_BF16: return GW_TYPE_F32;
     case GW_TYPE_Q4_0: case GW_TYPE_Q5_0: case GW_TYPE_Q8_0: return GW_TYPE_Q8_0;
@@ -411,7 +467,13 @@ uint32_t gw_vec_dot_type(uint32_t wt) {
     }
 }
 
-int gw_matmul_supported(uint32_t wt) { return gw_vec_dot_type(wt) != GW_TYPE_COUNT; }
+uint32_t gw_vec_dot_type(uint32_t wt) {
+    const uint32_t t = vec_dot_type_int8(wt);
+    if (t == GW_TYPE_F32 || t == GW_TYPE_COUNT) return t;
+    return gw_quant_activation_precision() == GW_ACT_INT16 ? GW_TYPE_Q16 : t;
+}
+
+int gw_matmul_supported(uint32_t wt) { return vec_dot_type_int8(wt) != GW_TYPE_COUNT; }
 
 /* ------------------------------------------------- unpacking weight blocks */
 
@@ -516,26 +578,42 @@ void gw_repack_panel_generic(uint32_t wt, const uint8_t *W, size_t w_stride, int
 /* ------------------------------------------------------- activation packing */
 
 /* Pack tokens [j0, j0+nt) of X into tiles of J (padding with zero tokens):
- * xq[tile][sb][j][S], xd/xs[tile][sb][j]. at is the activation type. S is a
- * compile-time constant in each instantiation so the copies and sums inline. */
+ * xq[tile][sb][j][P][S], xd/xs[tile][sb][j]. at is the activation type (P = 2
+ * planes for Q16, else 1). S is a compile-time constant in each instantiation
+ * so the copies and sums inline. */
 static inline __attribute__((always_inline)) void
 pack_x_s(uint32_t at, const uint8_t *X, size_t x_stride, int64_t j0, int64_t nt, int J, const int S,
          int64_t nsb, int8_t *xq, float *xd, float *xs) {
     const int64_t ntile = (nt + J - 1) / J;
+    const int P = gw_act_planes(at);
     for (int64_t t = 0; t < ntile; t++) {
         for (int j = 0; j < J; j++) {
             const int64_t tok = t * J + j;
             const uint8_t *row = X + (size_t)(j0 + tok) * x_stride;
             for (int64_t sb = 0; sb < nsb; sb++) {
                 const size_t o = (size_t)(t * nsb + sb) * J + j;
-                int8_t *q = xq + o * S;
+                int8_t *q = xq + o * S * P;
                 if (tok >= nt) {
-                    memset(q, 0, (size_t)S);
+                    memset(q, 0, (size_t)(S * P));
                     xd[o] = 0; xs[o] = 0;
                     continue;
                 }
                 float d;
                 const uint8_t *src;
+                if (at == GW_TYPE_Q16) {
+                    const int64_t e = sb * S;
+                    const uint8_t *blk = row + (e / 32) * GW_Q16_BYTES;
+                    const int off = (int)(e % 32);
+                    memcpy(q, blk + 8 + off, (size_t)S);
+                    memcpy(q + S, blk + 40 + off, (size_t)S);
+                    int32_t sum = 0;
+                    if (S == 32) memcpy(&sum, blk + 4, 4);
+                    else for (int i = 0; i < S; i++) sum += GW_Q16_BASE * q[i] + q[S + i];
+                    d = gw_ldf(blk);
+                    xd[o] = d;
+                    xs[o] = d * (float)sum;
+                    continue;
+                }
                 if (at == GW_TYPE_Q8_0) { src = row + sb * 34 + 2; d = gw_h2f(gw_ld16(row + sb * 34)); }
                 else if (at == GW_TYPE_Q8_1) { src = row + sb * 36 + 4; d = gw_h2f(gw_ld16(row + sb * 36)); }
                 else { /* Q8_K: sub-block of S inside a 256 super-block */
@@ -598,20 +676,24 @@ static void *scratch_get(size_t bytes) {
  * and larger tiles would waste work on padding for decode. */
 #define SCALAR_J 1
 
-static void gemm_scalar(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, const int8_t *xq, const float *xd,
-                        const float *xs, float *Y, int64_t ldy, int nr, int jn) {
+static void gemm_scalar(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, int P, const int8_t *xq,
+                        const float *xd, const float *xs, float *Y, int64_t ldy, int nr, int jn) {
     (void)wt; (void)jn;
     const size_t sbb = gw_panel_sb_bytes(S);
     float acc[16] = {0};
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *q = panel + sb * sbb;
         const float *sc = (const float *)(q + S * 16), *mn = sc + 16;
-        const int8_t *x = xq + sb * S;
-        /* dot[r] over the panel's [g][row][4] layout: contiguous inner loop */
+        const int8_t *x = xq + sb * S * P;
+        /* dot[r] over the panel's [g][row][4] layout: contiguous inner loop;
+         * Q16: 255 * (h plane) + (l plane) */
         int32_t dot[16] = {0};
-        for (int g = 0; g < S / 4; g++)
-            for (int r = 0; r < 16; r++)
-                for (int e = 0; e < 4; e++) dot[r] += q[g * 64 + r * 4 + e] * x[4 * g + e];
+        for (int p = 0; p < P; p++, x += S) {
+            if (p) for (int r = 0; r < 16; r++) dot[r] *= GW_Q16_BASE;
+            for (int g = 0; g < S / 4; g++)
+                for (int r = 0; r < 16; r++)
+                    for (int e = 0; e < 4; e++) dot[r] += q[g * 64 + r * 4 + e] * x[4 * g + e];
+        }
         const float dx = xd[sb], sx = xs[sb];
         for (int r = 0; r < 16; r++) acc[r] += sc[r] * dx * (float)dot[r] + mn[r] * sx;
     }
@@ -658,7 +740,7 @@ const gw_quant_kernels gw_kernels_scalar = {
     .decode = NULL,
     .matmul_float = matmul_float_scalar,
     .pack_x = NULL,
-    .quantize_q8 = NULL,
+    .quantize_act = NULL,
 };
 
 /* ------------------------------------------------------------------ driver */
@@ -676,6 +758,7 @@ void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_
         fprintf(stderr, "gw_matmul: unsupported weight type %u\n", wt);
         abort();
     }
+    const int P = gw_act_planes(at);
     const int S = gw_sub_size(wt);
     const int64_t nsb = k / S;
     const uint8_t *Wb = (const uint8_t *)W;
@@ -684,7 +767,7 @@ void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_
     if (K->decode && n < K->gemm_min_n) {
         /* Small n: kernels read the GGUF blocks in place, no repacking. */
         const int DJ = K->dec_max_j;
-        const size_t xbytes = (size_t)DJ * nsb * (S + 2 * sizeof(float)) + 64;
+        const size_t xbytes = (size_t)DJ * nsb * (S * P + 2 * sizeof(float)) + 64;
         uint8_t *buf = (uint8_t *)scratch_get(xbytes);
         float *xd = (float *)buf, *xs = xd + DJ * nsb;
         int8_t *xq = (int8_t *)(xs + DJ * nsb);
@@ -705,7 +788,7 @@ void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_
                 const int64_t rn1 = rn + 16 < r1 ? rn + 16 : r1;
                 const uint8_t *pf = rn < r1 ? Wb + (size_t)rn * w_stride : NULL;
                 const size_t pf_bytes = (size_t)(rn1 - rn) * w_stride;
-                if (!K->decode(wt, rows, nsb, J, xq, xd, xs, Y + j0 * ldy + r, ldy, nr, pf, pf_bytes)) abort();
+                if (!K->decode(wt, rows, nsb, J, P, xq, xd, xs, Y + j0 * ldy + r, ldy, nr, pf, pf_bytes)) abort();
             }
         }
         return;
@@ -719,7 +802,7 @@ void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_
     const int64_t ntile_max = (nc_max + J - 1) / J;
     const size_t panel_bytes = (size_t)nsb * gw_panel_sb_bytes(S);
     const size_t xelems = (size_t)ntile_max * J * nsb;
-    const size_t bytes = panel_bytes + xelems * (2 * sizeof(float) + S) + 128;
+    const size_t bytes = panel_bytes + xelems * (2 * sizeof(float) + S * P) + 128;
     uint8_t *buf = (uint8_t *)scratch_get(bytes);
     uint8_t *panel = buf;
     float *xd = (float *)(buf + ((panel_bytes + 63) & ~(size_t)63));
@@ -737,7 +820,8 @@ void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_
             for (int64_t t = 0; t < ntile; t++) {
                 const size_t o = (size_t)t * nsb * J;
                 const int jn = (int)(nc - t * J < J ? nc - t * J : J);
-                K->gemm(wt, panel, nsb, S, xq + o * S, xd + o, xs + o, Y + (c0 + t * J) * ldy + r, ldy, nr, jn);
+                K->gemm(wt, panel, nsb, S, P, xq + o * S * P, xd + o, xs + o, Y + (c0 + t * J) * ldy + r, ldy, nr,
+                        jn);
             }
         }
     }

@@ -6,7 +6,10 @@
  * saturate) and PMADDWD with ones to widen. Unsigned weights u <= 15 allow
  * eight PMADDUBSW results to be summed in 16 bits (8*2*15*127 < 32767); u <= 31
  * four, u <= 63 two. Q8_0 uses the sign trick |w| * sign(x, w) instead, because
- * q+128 times x would overflow 16 bits. */
+ * q+128 times x would overflow 16 bits. The bounds hold for the two planes of
+ * Q16 activations too (|h|, |l| <= 127; never -128, which the sign trick
+ * could not negate); each plane gets its own dot, combined in 32 bits as
+ * 255*dot(h) + dot(l). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c,bmi,bmi2")
 #include "backend/cpu/quant_impl.h"
@@ -74,8 +77,12 @@ INLINE void store_n(float *y, __m256 v, int n) {
     }
 }
 
-INLINE void gemm2_body(const int mode, const int S, const uint8_t *panel, int64_t nsb, const int8_t *xq,
-                       const float *xd, const float *xs, float *Y, int64_t ldy, int nr, int jn) {
+INLINE __m256i mul255(__m256i d) { return _mm256_sub_epi32(_mm256_slli_epi32(d, 8), d); }
+
+/* P = 2 (Q16 activations): the dot of the h plane, times 255, plus the dot of
+ * the l plane (|h|, |l| <= 127, so the 16-bit bounds above still hold). */
+INLINE void gemm2_body(const int mode, const int S, const int P, const uint8_t *panel, int64_t nsb,
+                       const int8_t *xq, const float *xd, const float *xs, float *Y, int64_t ldy, int nr, int jn) {
     const size_t sbb = gw_panel_sb_bytes(S);
     const int G = S / 4;
     const int chunk = mode == 0 ? 8 : mode == 1 ? 4 : mode == 2 ? 2 : 1;
@@ -95,22 +102,27 @@ INLINE void gemm2_body(const int mode, const int S, const uint8_t *panel, int64_
             }
             const __m256 sc = _mm256_load_ps((const float *)(q + S * 16) + 8 * h);
             const __m256 mn = _mm256_load_ps((const float *)(q + S * 16 + 64) + 8 * h);
-            const int8_t *x = xq + sb * J2 * S;
+            const int8_t *x = xq + sb * J2 * S * P;
 #pragma GCC unroll 8
             for (int j = 0; j < J2; j++) {
                 __m256i i32 = _mm256_setzero_si256();
+#pragma GCC unroll 2
+                for (int p = 0; p < P; p++) {
+                    const int8_t *xp = x + (j * P + p) * S;
+                    if (p) i32 = mul255(i32);
 #pragma GCC unroll 8
-                for (int c = 0; c < G; c += chunk) {
-                    __m256i s16 = _mm256_setzero_si256();
+                    for (int c = 0; c < G; c += chunk) {
+                        __m256i s16 = _mm256_setzero_si256();
 #pragma GCC unroll 8
-                    for (int g = c; g < c + chunk; g++) {
-                        const __m256i xb = _mm256_set1_epi32((int32_t)gw_ld32(x + j * S + 4 * g));
-                        if (mode == 3)
-                            s16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w[g], w[g]), _mm256_sign_epi8(xb, w[g]));
-                        else
-                            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[g], xb));
+                        for (int g = c; g < c + chunk; g++) {
+                            const __m256i xb = _mm256_set1_epi32((int32_t)gw_ld32(xp + 4 * g));
+                            if (mode == 3)
+                                s16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w[g], w[g]), _mm256_sign_epi8(xb, w[g]));
+                            else
+                                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w[g], xb));
+                        }
+                        i32 = _mm256_add_epi32(i32, _mm256_madd_epi16(s16, ones));
                     }
-                    i32 = _mm256_add_epi32(i32, _mm256_madd_epi16(s16, ones));
                 }
                 const __m256 f = _mm256_cvtepi32_ps(i32);
                 acc[j] = _mm256_fmadd_ps(f, _mm256_mul_ps(sc, _mm256_set1_ps(xd[sb * J2 + j])), acc[j]);
@@ -122,18 +134,20 @@ INLINE void gemm2_body(const int mode, const int S, const uint8_t *panel, int64_
     }
 }
 
-static void gemm2(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, const int8_t *xq, const float *xd,
+#define GEMM2_P(MODE, S)                                                                      \
+    do {                                                                                      \
+        if (P == 2) gemm2_body(MODE, S, 2, panel, nsb, xq, xd, xs, Y, ldy, nr, jn);           \
+        else gemm2_body(MODE, S, 1, panel, nsb, xq, xd, xs, Y, ldy, nr, jn);                  \
+    } while (0)
+
+static void gemm2(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, int P, const int8_t *xq, const float *xd,
                   const float *xs, float *Y, int64_t ldy, int nr, int jn) {
+    (void)S;
     switch (wt) {
-    case GW_TYPE_Q4_0: case GW_TYPE_Q4_1: case GW_TYPE_Q4_K:
-        gemm2_body(0, 32, panel, nsb, xq, xd, xs, Y, ldy, nr, jn); return;
-    case GW_TYPE_Q5_0: case GW_TYPE_Q5_1: case GW_TYPE_Q5_K:
-        gemm2_body(1, 32, panel, nsb, xq, xd, xs, Y, ldy, nr, jn); return;
-    case GW_TYPE_Q6_K:
-        gemm2_body(2, 16, panel, nsb, xq, xd, xs, Y, ldy, nr, jn); return;
-    default:
-        (void)S;
-        gemm2_body(3, 32, panel, nsb, xq, xd, xs, Y, ldy, nr, jn); return;
+    case GW_TYPE_Q4_0: case GW_TYPE_Q4_1: case GW_TYPE_Q4_K: GEMM2_P(0, 32); return;
+    case GW_TYPE_Q5_0: case GW_TYPE_Q5_1: case GW_TYPE_Q5_K: GEMM2_P(1, 32); return;
+    case GW_TYPE_Q6_K: GEMM2_P(2, 16); return;
+    default: GEMM2_P(3, 32); return;
     }
 }
 
@@ -162,32 +176,45 @@ INLINE __m256i qh_bits(uint32_t qa, uint32_t qb, int hi) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(r, bm), _mm256_set1_epi8(0x10));
 }
 
-/* Integer dot of one sub-block for rows a, b (lanes 0, 1): 4 partials each. */
-INLINE __m256i dot2_32(const uint32_t wt, const blk32 B, const uint8_t *ra, const uint8_t *rb, int64_t o,
-                       __m256i xl, __m256i xh) {
-    const __m256i ones = _mm256_set1_epi16(1);
+/* Weights of one sub-block for rows a, b (lanes 0, 1): elements 0..15 in lo,
+ * 16..31 in hi; unsigned u, except Q8_0: the signed q (see dot2). */
+INLINE void unpack2_32(const uint32_t wt, const blk32 B, const uint8_t *ra, const uint8_t *rb, int64_t o,
+                       __m256i *lo, __m256i *hi) {
     if (wt == GW_TYPE_Q8_0) {
-        const __m256i lo = load2x16(ra + o + 2, rb + o + 2), hi = load2x16(ra + o + 18, rb + o + 18);
-        const __m256i pl = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(xl, lo));
-        const __m256i ph = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(xh, hi));
-        return _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
+        *lo = load2x16(ra + o + 2, rb + o + 2);
+        *hi = load2x16(ra + o + 18, rb + o + 18);
+        return;
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i v = load2x16(ra + o + B.qs, rb + o + B.qs);
-    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    *lo = _mm256_and_si256(v, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
     if (B.qh >= 0) {
         const uint32_t qa = gw_ld32(ra + o + B.qh), qb = gw_ld32(rb + o + B.qh);
-        lo = _mm256_or_si256(lo, qh_bits(qa, qb, 0));
-        hi = _mm256_or_si256(hi, qh_bits(qa, qb, 1));
+        *lo = _mm256_or_si256(*lo, qh_bits(qa, qb, 0));
+        *hi = _mm256_or_si256(*hi, qh_bits(qa, qb, 1));
+    }
+}
+
+/* Integer dot of one sub-block (weights from unpack2_32 / unpack2_k) with the
+ * activations xl (0..15), xh (16..31): 4 partials per row. sgn: signed q
+ * weights (Q8_0: |q| * sign(x, q)); otherwise u <= 31 so the two PMADDUBSW
+ * results add in 16 bits. */
+INLINE __m256i dot2(const int sgn, __m256i lo, __m256i hi, __m256i xl, __m256i xh) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (sgn) {
+        const __m256i pl = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(xl, lo));
+        const __m256i ph = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(xh, hi));
+        return _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
     }
     const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
     return _mm256_madd_epi16(s, ones);
 }
 
 /* Q4_K/Q5_K sub-block s of the super-block at offset o, rows a, b. */
-INLINE __m256i dot2_k(const int five, const uint8_t *ra, const uint8_t *rb, int64_t o, int s, __m256i xl,
-                      __m256i xh) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+INLINE void unpack2_k(const int five, const uint8_t *ra, const uint8_t *rb, int64_t o, int s, __m256i *lo,
+                      __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const int64_t qo = o + (five ? 48 : 16) + 32 * (s / 2);
     __m256i a = load2x16(ra + qo, rb + qo), b = load2x16(ra + qo + 16, rb + qo + 16);
     if (s & 1) {
@@ -205,8 +232,8 @@ INLINE __m256i dot2_k(const int five, const uint8_t *ra, const uint8_t *rb, int6
         a = _mm256_or_si256(a, _mm256_and_si256(ha, b4));
         b = _mm256_or_si256(b, _mm256_and_si256(hb, b4));
     }
-    const __m256i sum = _mm256_add_epi16(_mm256_maddubs_epi16(a, xl), _mm256_maddubs_epi16(b, xh));
-    return _mm256_madd_epi16(sum, ones);
+    *lo = a;
+    *hi = b;
 }
 
 INLINE void scales_k(const uint8_t *base, __m256i idx, __m256 *sc, __m256 *mn) {
@@ -237,7 +264,7 @@ INLINE void prefetch_lines(const uint8_t *pf, int64_t first, int cnt) {
     for (int l = 0; l < cnt; l++) _mm_prefetch((const char *)((uintptr_t)pf + (uintptr_t)(first + l) * 64), _MM_HINT_T0);
 }
 
-INLINE void decode2_half(const uint32_t wt, const int J, const uint8_t *const *rows, int64_t nsb,
+INLINE void decode2_half(const uint32_t wt, const int J, const int P, const uint8_t *const *rows, int64_t nsb,
                          const int8_t *xq, const float *xd, const float *xs, float *Y, int64_t ldy, int nr,
                          const uint8_t *pf, int pfl) {
     int32_t offs[8];
@@ -272,12 +299,17 @@ INLINE void decode2_half(const uint32_t wt, const int J, const uint8_t *const *r
             mn = B.off ? _mm256_mul_ps(sc, _mm256_set1_ps(-(float)B.off)) : h2f_hi(h);
         }
         for (int j = 0; j < J; j++) {
-            const int8_t *x = xq + (sb * J + j) * 32;
+            const int8_t *x = xq + (sb * J + j) * 32 * P;
             const __m256i xl = bcast128(x), xh = bcast128(x + 16);
             __m256i d[4];
-            for (int i = 0; i < 4; i++)
-                d[i] = kq ? dot2_k(five, rows[2 * i], rows[2 * i + 1], o, s, xl, xh)
-                          : dot2_32(wt, B, rows[2 * i], rows[2 * i + 1], o, xl, xh);
+            for (int i = 0; i < 4; i++) {
+                __m256i lo, hi;
+                if (kq) unpack2_k(five, rows[2 * i], rows[2 * i + 1], o, s, &lo, &hi);
+                else unpack2_32(wt, B, rows[2 * i], rows[2 * i + 1], o, &lo, &hi);
+                const int sgn = wt == GW_TYPE_Q8_0;
+                d[i] = dot2(sgn, lo, hi, xl, xh);
+                if (P == 2) d[i] = _mm256_add_epi32(mul255(d[i]), dot2(sgn, lo, hi, bcast128(x + 32), bcast128(x + 48)));
+            }
             const __m256 f = _mm256_cvtepi32_ps(reduce4(d[0], d[1], d[2], d[3]));
             acc[j] = _mm256_fmadd_ps(f, _mm256_mul_ps(sc, _mm256_set1_ps(xd[sb * J + j])), acc[j]);
             if (!(wt == GW_TYPE_Q8_0)) acc[j] = _mm256_fmadd_ps(mn, _mm256_set1_ps(xs[sb * J + j]), acc[j]);
@@ -287,7 +319,7 @@ INLINE void decode2_half(const uint32_t wt, const int J, const uint8_t *const *r
     for (int j = 0; j < J; j++) store_n(Y + j * ldy, _mm256_permutevar8x32_ps(acc[j], un), nr);
 }
 
-INLINE void decode2_q6k_half(const int J, const uint8_t *const *rows, int64_t nsb, const int8_t *xq,
+INLINE void decode2_q6k_half(const int J, const int P, const uint8_t *const *rows, int64_t nsb, const int8_t *xq,
                              const float *xd, const float *xs, float *Y, int64_t ldy, int nr, const uint8_t *pf,
                              int pfl) {
     int32_t offs[8];
@@ -318,9 +350,15 @@ INLINE void decode2_q6k_half(const int J, const uint8_t *const *rows, int64_t ns
             v[i] = _mm256_or_si256(_mm256_and_si256(ql, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
         }
         for (int j = 0; j < J; j++) {
-            const __m256i xv = bcast128(xq + (sb * J + j) * 16);
+            const int8_t *x = xq + (sb * J + j) * 16 * P;
+            const __m256i xv = bcast128(x);
             __m256i d[4];
             for (int i = 0; i < 4; i++) d[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(v[i], xv), ones);
+            if (P == 2) {
+                const __m256i yv = bcast128(x + 16);
+                for (int i = 0; i < 4; i++)
+                    d[i] = _mm256_add_epi32(mul255(d[i]), _mm256_madd_epi16(_mm256_maddubs_epi16(v[i], yv), ones));
+            }
             const __m256 f = _mm256_cvtepi32_ps(reduce4(d[0], d[1], d[2], d[3]));
             acc[j] = _mm256_fmadd_ps(f, _mm256_mul_ps(sc, _mm256_set1_ps(xd[sb * J + j])), acc[j]);
             acc[j] = _mm256_fmadd_ps(mn, _mm256_set1_ps(xs[sb * J + j]), acc[j]);
@@ -330,7 +368,8 @@ INLINE void decode2_q6k_half(const int J, const uint8_t *const *rows, int64_t ns
     for (int j = 0; j < J; j++) store_n(Y + j * ldy, _mm256_permutevar8x32_ps(acc[j], un), nr);
 }
 
-INLINE void decode2_t(const uint32_t wt, const int J, const uint8_t *const *rows, int64_t nsb, const int8_t *xq,
+INLINE void decode2_t(const uint32_t wt, const int J, const int P, const uint8_t *const *rows, int64_t nsb,
+                      const int8_t *xq,
                       const float *xd, const float *xs, float *Y, int64_t ldy, int nr, const uint8_t *pf,
                       int pfl) {
     /* each half prefetches half of the next panel */
@@ -339,21 +378,25 @@ INLINE void decode2_t(const uint32_t wt, const int J, const uint8_t *const *rows
         const uint8_t *p = pf ? (const uint8_t *)((uintptr_t)pf + (uintptr_t)(h * nsb * hl * 64)) : NULL;
         const int nh = nr - 8 * h; /* valid rows in this half */
         if (nh <= 0) break;
-        if (wt == GW_TYPE_Q6_K) decode2_q6k_half(J, rows + 8 * h, nsb, xq, xd, xs, Y + 8 * h, ldy, nh, p, hl);
-        else decode2_half(wt, J, rows + 8 * h, nsb, xq, xd, xs, Y + 8 * h, ldy, nh, p, hl);
+        if (wt == GW_TYPE_Q6_K) decode2_q6k_half(J, P, rows + 8 * h, nsb, xq, xd, xs, Y + 8 * h, ldy, nh, p, hl);
+        else decode2_half(wt, J, P, rows + 8 * h, nsb, xq, xd, xs, Y + 8 * h, ldy, nh, p, hl);
     }
 }
 
-#define DEC_CASES(WT)                                                          \
-    case WT:                                                                   \
-        switch (J) {                                                           \
-        case 1: decode2_t(WT, 1, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;        \
-        case 2: decode2_t(WT, 2, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;        \
-        case 3: decode2_t(WT, 3, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;        \
-        default: decode2_t(WT, 4, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;       \
-        }
+/* decode2_t instantiated for J = 1..4 and P = 1, 2. */
+#define DEC_J(WT, P)                                                                          \
+    switch (J) {                                                                              \
+    case 1: decode2_t(WT, 1, P, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;        \
+    case 2: decode2_t(WT, 2, P, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;        \
+    case 3: decode2_t(WT, 3, P, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;        \
+    default: decode2_t(WT, 4, P, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;       \
+    }
+#define DEC_CASES(WT)                                                                         \
+    case WT:                                                                                  \
+        if (P == 2) DEC_J(WT, 2)                                                              \
+        else DEC_J(WT, 1)
 
-static int decode2(uint32_t wt, const uint8_t *const *rows, int64_t nsb, int J, const int8_t *xq,
+static int decode2(uint32_t wt, const uint8_t *const *rows, int64_t nsb, int J, int P, const int8_t *xq,
                      const float *xd, const float *xs, float *Y, int64_t ldy, int nr, const uint8_t *pf,
                      size_t pf_bytes) {
     const int pfl = pf ? (int)((pf_bytes + 63) / 64 + nsb - 1) / (int)nsb : 0; /* lines per sub-block */
@@ -415,26 +458,54 @@ static void repack2(uint32_t wt, const uint8_t *W, size_t w_stride, int nrows, i
 
 /* ------------------------------------------------------------ activation packing */
 
+/* Sum of 16 int8 values: PSADBW on the bytes biased by 128
+ * (sum(x) = sad(x ^ 0x80, 0) - 128*16). */
+INLINE int sum16_i8(__m128i v) {
+    const __m128i sad = _mm_sad_epu8(_mm_xor_si128(v, _mm_set1_epi8((char)0x80)), _mm_setzero_si128());
+    return (int)(_mm_cvtsi128_si64(sad) + _mm_extract_epi64(sad, 1)) - 128 * 16;
+}
+
 /* Same result as quant.c's scalar pack_x; the block sums use PSADBW on the
  * bytes biased by 128 (sum(x) = sad(x ^ 0x80, 0) - 128*S). */
 INLINE void pack_x_avx2_s(uint32_t at, const uint8_t *X, size_t x_stride, int64_t j0, int64_t nt, int J,
                           const int S, int64_t nsb, int8_t *xq, float *xd, float *xs) {
     const int64_t ntile = (nt + J - 1) / J;
     const __m256i bias = _mm256_set1_epi8((char)0x80);
+    const int P = gw_act_planes(at);
     for (int64_t t = 0; t < ntile; t++) {
         for (int j = 0; j < J; j++) {
             const int64_t tok = t * J + j;
             const uint8_t *row = X + (size_t)(j0 + tok) * x_stride;
             for (int64_t sb = 0; sb < nsb; sb++) {
                 const size_t o = (size_t)(t * nsb + sb) * J + j;
-                int8_t *q = xq + o * S;
+                int8_t *q = xq + o * S * P;
                 if (tok >= nt) {
-                    memset(q, 0, (size_t)S);
+                    memset(q, 0, (size_t)(S * P));
                     xd[o] = 0; xs[o] = 0;
                     continue;
                 }
                 float d;
                 const uint8_t *src;
+                if (P == 2) { /* Q16: planes h, l */
+                    const int64_t e = sb * S;
+                    const uint8_t *blk = row + (e / 32) * GW_Q16_BYTES;
+                    d = gw_ldf(blk);
+                    int32_t sum;
+                    if (S == 32) {
+                        _mm256_storeu_si256((__m256i *)q, _mm256_loadu_si256((const __m256i *)(blk + 8)));
+                        _mm256_storeu_si256((__m256i *)(q + 32), _mm256_loadu_si256((const __m256i *)(blk + 40)));
+                        memcpy(&sum, blk + 4, 4);
+                    } else {
+                        const int off = (int)(e % 32);
+                        const __m128i h = ld128(blk + 8 + off), l = ld128(blk + 40 + off);
+                        _mm_storeu_si128((__m128i *)q, h);
+                        _mm_storeu_si128((__m128i *)(q + 16), l);
+                        sum = GW_Q16_BASE * sum16_i8(h) + sum16_i8(l);
+                    }
+                    xd[o] = d;
+                    xs[o] = d * (float)sum;
+                    continue;
+                }
                 if (at == GW_TYPE_Q8_0) { src = row + sb * 34 + 2; d = _cvtsh_ss(gw_ld16(row + sb * 34)); }
                 else if (at == GW_TYPE_Q8_1) { src = row + sb * 36 + 4; d = _cvtsh_ss(gw_ld16(row + sb * 36)); }
                 else {
@@ -453,8 +524,7 @@ INLINE void pack_x_avx2_s(uint32_t at, const uint8_t *X, size_t x_stride, int64_
                 } else {
                     const __m128i v = ld128(src);
                     _mm_storeu_si128((__m128i *)q, v);
-                    const __m128i sad = _mm_sad_epu8(_mm_xor_si128(v, _mm256_castsi256_si128(bias)), _mm_setzero_si128());
-                    sum = (int)(_mm_cvtsi128_si64(sad) + _mm_extract_epi64(sad, 1)) - 128 * 16;
+                    sum = sum16_i8(v);
                 }
                 xd[o] = d;
                 xs[o] = d * (float)sum;
@@ -555,9 +625,46 @@ INLINE void store8_i8(void *dst, __m256i q) {
     _mm_storel_epi64((__m128i *)dst, p8);
 }
 
-static void quantize_q8_2(uint32_t t, const float *x, void *dst, int64_t n) {
+/* Q16 (see quantize_q16_ref in quant.c): same float operations, so the same
+ * bits. CVTPS2DQ rounds half to even like nearest_int. */
+static void quantize_q16_2(const float *x, uint8_t *y, int64_t n) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i qmax = _mm256_set1_epi32(GW_Q16_QMAX), qmin = _mm256_set1_epi32(-GW_Q16_QMAX);
+    const __m256 inv = _mm256_set1_ps(1.0f / GW_Q16_BASE);
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y += GW_Q16_BYTES) {
+        __m256 v[4];
+        __m256 am = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            am = _mm256_max_ps(am, _mm256_and_ps(v[i], absm));
+        }
+        const float amax = hmax256(am);
+        const float d = amax >= 0x1p-100f ? amax / (float)GW_Q16_QMAX : 0.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i sum = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid));
+            q = _mm256_max_epi32(_mm256_min_epi32(q, qmax), qmin);
+            const __m256i h = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(q), inv));
+            const __m256i l = _mm256_sub_epi32(q, mul255(h));
+            store8_i8(y + 8 + 8 * i, h);
+            store8_i8(y + 40 + 8 * i, l);
+            sum = _mm256_add_epi32(sum, q);
+        }
+        const int32_t s = hsum256i(sum);
+        memcpy(y, &d, 4);
+        memcpy(y + 4, &s, 4);
+    }
+}
+
+static void quantize_act2(uint32_t t, const float *x, void *dst, int64_t n) {
     uint8_t *y = (uint8_t *)dst;
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    if (t == GW_TYPE_Q16) {
+        quantize_q16_2(x, y, n);
+        return;
+    }
     if (t == GW_TYPE_Q8_K) {
         for (int64_t b = 0; b < n / 256; b++, x += 256, y += 292) {
             __m256 am = _mm256_setzero_ps();
@@ -626,7 +733,7 @@ const gw_quant_kernels gw_kernels_avx2 = {
     .decode = decode2,
     .matmul_float = matmul_float2,
     .pack_x = gw_pack_x_avx2,
-    .quantize_q8 = quantize_q8_2,
+    .quantize_act = quantize_act2,
 };
 #else
 #include "backend/cpu/quant_impl.h"

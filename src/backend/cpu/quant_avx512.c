@@ -50,10 +50,13 @@ INLINE float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 /* Panel (16 rows) x tile of J512 tokens; see quant_impl.h for the layouts.
  * Per sub-block and token: S/4 VPDPBUSD against 4-byte broadcasts of the
- * activations give the 16 row dot products directly; then one convert and
- * two FMAs apply scale*dx and min*sum(x). */
-INLINE void gemm512_body(const uint8_t *panel, int64_t nsb, const int S, const int8_t *xq, const float *xd,
-                         const float *xs, float *Y, int64_t ldy, int nr, int jn) {
+ * activations give the 16 row dot products directly (P = 2, Q16: as many
+ * again for the l plane, combined as 255*dot(h) + dot(l)); then one convert
+ * and two FMAs apply scale*dx and min*sum(x). */
+INLINE __m512i mul255(__m512i d) { return _mm512_sub_epi32(_mm512_slli_epi32(d, 8), d); }
+
+INLINE void gemm512_body(const int P, const uint8_t *panel, int64_t nsb, const int S, const int8_t *xq,
+                         const float *xd, const float *xs, float *Y, int64_t ldy, int nr, int jn) {
     /* the loops over j and g must be fully unrolled so that acc[] and w[]
      * stay in registers (GCC keeps them in memory otherwise) */
     __m512 acc[J512];
@@ -67,14 +70,29 @@ INLINE void gemm512_body(const uint8_t *panel, int64_t nsb, const int S, const i
         for (int g = 0; g < S / 4; g++) w[g] = _mm512_load_si512((const void *)(q + 64 * g));
         const __m512 sc = _mm512_load_ps((const float *)(q + S * 16));
         const __m512 mn = _mm512_load_ps((const float *)(q + S * 16 + 64));
-        const int8_t *x = xq + sb * J512 * S;
+        const int8_t *x = xq + sb * J512 * S * P;
         const float *dx = xd + sb * J512, *sx = xs + sb * J512;
 #pragma GCC unroll 8
         for (int j = 0; j < J512; j++) {
-            __m512i d = _mm512_setzero_si512();
+            const int8_t *xj = x + j * S * P;
+            /* independent chains (halves of the sub-block, and planes): the
+             * kernel is bound by VPDPBUSD latency with one chain per token */
+            __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
-            for (int g = 0; g < S / 4; g++)
-                d = _mm512_dpbusd_epi32(d, w[g], _mm512_set1_epi32((int32_t)gw_ld32(x + j * S + 4 * g)));
+            for (int g = 0; g < S / 4; g += 2) {
+                d0 = _mm512_dpbusd_epi32(d0, w[g], _mm512_set1_epi32((int32_t)gw_ld32(xj + 4 * g)));
+                d1 = _mm512_dpbusd_epi32(d1, w[g + 1], _mm512_set1_epi32((int32_t)gw_ld32(xj + 4 * g + 4)));
+            }
+            __m512i d = _mm512_add_epi32(d0, d1);
+            if (P == 2) {
+                __m512i e0 = _mm512_setzero_si512(), e1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int g = 0; g < S / 4; g += 2) {
+                    e0 = _mm512_dpbusd_epi32(e0, w[g], _mm512_set1_epi32((int32_t)gw_ld32(xj + S + 4 * g)));
+                    e1 = _mm512_dpbusd_epi32(e1, w[g + 1], _mm512_set1_epi32((int32_t)gw_ld32(xj + S + 4 * g + 4)));
+                }
+                d = _mm512_add_epi32(mul255(d), _mm512_add_epi32(e0, e1));
+            }
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sc, _mm512_set1_ps(dx[j])), acc[j]);
             acc[j] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sx[j]), acc[j]);
         }
@@ -85,11 +103,16 @@ INLINE void gemm512_body(const uint8_t *panel, int64_t nsb, const int S, const i
         if (j < jn) _mm512_mask_storeu_ps(Y + j * ldy, km, acc[j]);
 }
 
-static void gemm512(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, const int8_t *xq, const float *xd,
-                    const float *xs, float *Y, int64_t ldy, int nr, int jn) {
+static void gemm512(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, int P, const int8_t *xq,
+                    const float *xd, const float *xs, float *Y, int64_t ldy, int nr, int jn) {
     (void)wt;
-    if (S == 32) gemm512_body(panel, nsb, 32, xq, xd, xs, Y, ldy, nr, jn);
-    else gemm512_body(panel, nsb, 16, xq, xd, xs, Y, ldy, nr, jn);
+    if (P == 2) {
+        if (S == 32) gemm512_body(2, panel, nsb, 32, xq, xd, xs, Y, ldy, nr, jn);
+        else gemm512_body(2, panel, nsb, 16, xq, xd, xs, Y, ldy, nr, jn);
+    } else {
+        if (S == 32) gemm512_body(1, panel, nsb, 32, xq, xd, xs, Y, ldy, nr, jn);
+        else gemm512_body(1, panel, nsb, 16, xq, xd, xs, Y, ldy, nr, jn);
+    }
 }
 
 /* ------------------------------------------------------------ repacking */
@@ -174,9 +197,9 @@ static void repack512(uint32_t wt, const uint8_t *W, size_t w_stride, int nrows,
 /* Decode: 16 rows x J tokens straight from the GGUF blocks. For each group of
  * 4 rows, the two 16-element halves of a sub-block are loaded as
  * [r0|r1|r2|r3] (one row per 128-bit lane), VPDPBUSD against the activation
- * half broadcast to every lane, and reduce4 turns the 4 vectors into one
- * vector of 16 row sums (in the k_perm16 order, which the scale gathers use
- * too). */
+ * half broadcast to every lane (Q16: the h plane, times 255, then the l plane
+ * into the same accumulator), and reduce4 turns the 4 vectors into one vector
+ * of 16 row sums (in the k_perm16 order, which the scale gathers use too). */
 
 /* Unsigned values of one sub-block for 4 rows: lo = elements 0..15 of each
  * row, hi = 16..31. */
@@ -262,7 +285,7 @@ INLINE void prefetch_lines(const uint8_t *pf, int64_t first, int cnt) {
     for (int l = 0; l < cnt; l++) _mm_prefetch((const char *)((uintptr_t)pf + (uintptr_t)(first + l) * 64), _MM_HINT_T0);
 }
 
-INLINE void decode512_body(const uint32_t wt, const int J, const uint8_t *const *rows, int64_t nsb,
+INLINE void decode512_body(const uint32_t wt, const int J, const int P, const uint8_t *const *rows, int64_t nsb,
                            const int8_t *xq, const float *xd, const float *xs, float *Y, int64_t ldy, int nr,
                            const uint8_t *pf, int pfl) {
     const __m512i perm = _mm512_loadu_si512((const void *)k_perm16);
@@ -301,11 +324,16 @@ INLINE void decode512_body(const uint32_t wt, const int J, const uint8_t *const 
             for (int i = 0; i < 4; i++) load_u32types(wt, B, rg[i], sb, hv[i], &lo[i], &hi[i]);
         }
         for (int j = 0; j < J; j++) {
-            const int8_t *x = xq + (sb * J + j) * 32;
+            const int8_t *x = xq + (sb * J + j) * 32 * P;
             const __m512i xl = _mm512_broadcast_i32x4(ld128(x)), xh = _mm512_broadcast_i32x4(ld128(x + 16));
             __m512i d[4];
             for (int i = 0; i < 4; i++)
                 d[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[i], xl), hi[i], xh);
+            if (P == 2) {
+                const __m512i yl = _mm512_broadcast_i32x4(ld128(x + 32)), yh = _mm512_broadcast_i32x4(ld128(x + 48));
+                for (int i = 0; i < 4; i++)
+                    d[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(mul255(d[i]), lo[i], yl), hi[i], yh);
+            }
             const __m512 f = _mm512_cvtepi32_ps(reduce4(d[0], d[1], d[2], d[3]));
             acc[j] = _mm512_fmadd_ps(f, _mm512_mul_ps(sc, _mm512_set1_ps(xd[sb * J + j])), acc[j]);
             acc[j] = _mm512_fmadd_ps(mn, _mm512_set1_ps(xs[sb * J + j]), acc[j]);
@@ -317,7 +345,7 @@ INLINE void decode512_body(const uint32_t wt, const int J, const uint8_t *const 
 
 /* Q6_K: sub-blocks of 16 elements, each its own int8 scale. One 128-bit lane
  * per row holds a whole sub-block. */
-INLINE void decode512_q6k(const int J, const uint8_t *const *rows, int64_t nsb, const int8_t *xq,
+INLINE void decode512_q6k(const int J, const int P, const uint8_t *const *rows, int64_t nsb, const int8_t *xq,
                           const float *xd, const float *xs, float *Y, int64_t ldy, int nr, const uint8_t *pf,
                           int pfl) {
     const __m512i perm = _mm512_loadu_si512((const void *)k_perm16);
@@ -351,9 +379,14 @@ INLINE void decode512_q6k(const int J, const uint8_t *const *rows, int64_t nsb, 
             v[i] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(qh, m3), 4));
         }
         for (int j = 0; j < J; j++) {
-            const __m512i xv = _mm512_broadcast_i32x4(ld128(xq + (sb * J + j) * 16));
+            const int8_t *x = xq + (sb * J + j) * 16 * P;
+            const __m512i xv = _mm512_broadcast_i32x4(ld128(x));
             __m512i d[4];
             for (int i = 0; i < 4; i++) d[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[i], xv);
+            if (P == 2) {
+                const __m512i yv = _mm512_broadcast_i32x4(ld128(x + 16));
+                for (int i = 0; i < 4; i++) d[i] = _mm512_dpbusd_epi32(mul255(d[i]), v[i], yv);
+            }
             const __m512 f = _mm512_cvtepi32_ps(reduce4(d[0], d[1], d[2], d[3]));
             acc[j] = _mm512_fmadd_ps(f, _mm512_mul_ps(sc, _mm512_set1_ps(xd[sb * J + j])), acc[j]);
             acc[j] = _mm512_fmadd_ps(mn, _mm512_set1_ps(xs[sb * J + j]), acc[j]);
@@ -363,16 +396,24 @@ INLINE void decode512_q6k(const int J, const uint8_t *const *rows, int64_t nsb, 
     for (int j = 0; j < J; j++) _mm512_mask_storeu_ps(Y + j * ldy, km, _mm512_permutexvar_ps(perm, acc[j]));
 }
 
-#define DEC_CASES(WT)                                                                     \
-    case WT:                                                                              \
-        switch (J) {                                                                      \
-        case 1: decode512_body(WT, 1, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;              \
-        case 2: decode512_body(WT, 2, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;              \
-        case 3: decode512_body(WT, 3, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;              \
-        default: decode512_body(WT, 4, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;             \
-        }
+/* decode512_body / decode512_q6k instantiated for J = 1..4 and P = 1, 2. */
+#define DEC_J(CALL, P)                                    \
+    switch (J) {                                          \
+    case 1: CALL(1, P); return 1;                         \
+    case 2: CALL(2, P); return 1;                         \
+    case 3: CALL(3, P); return 1;                         \
+    default: CALL(4, P); return 1;                        \
+    }
+#define DEC_BODY(JJ, PP) decode512_body(wt_, JJ, PP, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl)
+#define DEC_Q6K(JJ, PP) decode512_q6k(JJ, PP, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl)
+#define DEC_CASES(WT)                                     \
+    case WT: {                                            \
+        const uint32_t wt_ = WT;                          \
+        if (P == 2) DEC_J(DEC_BODY, 2)                    \
+        else DEC_J(DEC_BODY, 1)                           \
+    }
 
-static int decode512(uint32_t wt, const uint8_t *const *rows, int64_t nsb, int J, const int8_t *xq,
+static int decode512(uint32_t wt, const uint8_t *const *rows, int64_t nsb, int J, int P, const int8_t *xq,
                      const float *xd, const float *xs, float *Y, int64_t ldy, int nr, const uint8_t *pf,
                      size_t pf_bytes) {
     const int pfl = pf ? (int)((pf_bytes + 63) / 64 + nsb - 1) / (int)nsb : 0; /* lines per sub-block */
@@ -385,12 +426,8 @@ static int decode512(uint32_t wt, const uint8_t *const *rows, int64_t nsb, int J
     DEC_CASES(GW_TYPE_Q4_K)
     DEC_CASES(GW_TYPE_Q5_K)
     case GW_TYPE_Q6_K:
-        switch (J) {
-        case 1: decode512_q6k(1, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;
-        case 2: decode512_q6k(2, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;
-        case 3: decode512_q6k(3, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;
-        default: decode512_q6k(4, rows, nsb, xq, xd, xs, Y, ldy, nr, pf, pfl); return 1;
-        }
+        if (P == 2) DEC_J(DEC_Q6K, 2)
+        else DEC_J(DEC_Q6K, 1)
     default: return 0;
     }
 }
@@ -468,8 +505,39 @@ INLINE __m512 roundf512(__m512 v) {
     return _mm512_mask_add_ps(t, up, t, one);
 }
 
-static void quantize_q8_512(uint32_t t, const float *x, void *dst, int64_t n) {
+/* Q16 (see quantize_q16_ref in quant.c): same float operations, so the same
+ * bits. CVTPS2DQ rounds half to even like nearest_int. */
+static void quantize_q16_512(const float *x, uint8_t *y, int64_t n) {
+    const __m512i qmax = _mm512_set1_epi32(GW_Q16_QMAX), qmin = _mm512_set1_epi32(-GW_Q16_QMAX);
+    const __m512 inv = _mm512_set1_ps(1.0f / GW_Q16_BASE);
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y += GW_Q16_BYTES) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float d = amax >= 0x1p-100f ? amax / (float)GW_Q16_QMAX : 0.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        __m512i q[2];
+        q[0] = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+        q[1] = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+        for (int i = 0; i < 2; i++) {
+            q[i] = _mm512_max_epi32(_mm512_min_epi32(q[i], qmax), qmin);
+            const __m512i h = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(q[i]), inv));
+            const __m512i l = _mm512_sub_epi32(q[i], _mm512_sub_epi32(_mm512_slli_epi32(h, 8), h));
+            _mm_storeu_si128((__m128i *)(y + 8 + 16 * i), _mm512_cvtepi32_epi8(h));
+            _mm_storeu_si128((__m128i *)(y + 40 + 16 * i), _mm512_cvtepi32_epi8(l));
+        }
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
+        memcpy(y, &d, 4);
+        memcpy(y + 4, &sum, 4);
+    }
+}
+
+static void quantize_act512(uint32_t t, const float *x, void *dst, int64_t n) {
     uint8_t *y = (uint8_t *)dst;
+    if (t == GW_TYPE_Q16) {
+        quantize_q16_512(x, y, n);
+        return;
+    }
     if (t == GW_TYPE_Q8_K) {
         for (int64_t b = 0; b < n / 256; b++, x += 256, y += 292) {
             __m512 v[16];
@@ -536,7 +604,7 @@ const gw_quant_kernels gw_kernels_avx512 = {
     .decode = decode512,
     .matmul_float = matmul_float512,
     .pack_x = gw_pack_x_avx2,
-    .quantize_q8 = quantize_q8_512,
+    .quantize_act = quantize_act512,
 };
 #else
 #include "backend/cpu/quant_impl.h"

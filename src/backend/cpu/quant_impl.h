@@ -10,14 +10,22 @@
  *   Q5_0: u = 5-bit value,   min = -16 d     Q5_1: u = 5 bits,  min = m
  *   Q8_0: u = q + 128,       min = -128 d    Q4_K/Q5_K: scale = d*sc, min = -dmin*m
  *   Q6_K: u = 6-bit value,   scale = d*sc, min = -32 d*sc
- * Activations are int8 x with a per-sub-block scale dx, so one sub-block adds
+ * Activations are integers x with a per-sub-block scale dx, so one sub-block
+ * adds
  *   scale*dx * sum(u*x) + min * (dx*sum(x))
- * The integer sum(u*x) is exactly what VPDPBUSD (u8 x s8) and PMADDUBSW
- * compute, so one pair of kernels serves all types; the per-type work is only
- * unpacking u and the scales.
+ * With int8 activations (Q8_0/Q8_1/Q8_K) the integer sum(u*x) is exactly what
+ * VPDPBUSD (u8 x s8) and PMADDUBSW compute, so one pair of kernels serves all
+ * types; the per-type work is only unpacking u and the scales. With Q16
+ * activations x = 255*h + l (two int8 "planes", P = 2) and
+ *   sum(u*x) = 255*sum(u*h) + sum(u*l)
+ * in int32 (|sum| <= 32*255*32512 < 2^31), so the same kernels run each
+ * sub-block's dot twice, once per plane, and combine them (255*a is a shift
+ * and a subtract). The Q16 blocks are 32 elements, so they serve every weight
+ * type (K-quant sub-blocks of 32 or 16 lie inside one; the 16-element sums
+ * for Q6_K are recomputed from the planes).
  *
  * Activations are first packed ("xpack") into tiles of J tokens:
- *   xq[tile][sb][j][S] int8, xd[tile][sb][j] float, xs[tile][sb][j] = dx*sum(x)
+ *   xq[tile][sb][j][P][S] int8, xd[tile][sb][j] float, xs[tile][sb][j] = dx*sum(x)
  * For prefill (n large) weights are repacked 16 rows at a time into a "panel":
  *   per sub-block: u8 q[S/4][16 rows][4]  (4 consecutive k of one row per 32-bit
  *   lane, so a VPDPBUSD against a broadcast 4-byte activation group gives 16
@@ -54,6 +62,14 @@ static inline float gw_h2f(uint16_t h) {
     return gw_bits_f32(sign | ((exp + 112) << 23) | (man << 13));
 }
 
+/* Q16 activations: x = d * (255*h + l), |h|, |l| <= 127. */
+#define GW_Q16_BASE 255
+#define GW_Q16_QMAX 32512 /* 127 * 256 = 127 * 255 + 127 */
+#define GW_Q16_BYTES 72   /* float d, int32 sum, int8 h[32], int8 l[32] */
+
+/* Activation planes of activation type at: 2 for Q16, else 1. */
+static inline int gw_act_planes(uint32_t at) { return at == GW_TYPE_Q16 ? 2 : 1; }
+
 /* Sub-block geometry of a quantized weight type (S, bytes per GGUF block,
  * elements per GGUF block). Returns 0 for non-quantized/unsupported types. */
 static inline int gw_sub_size(uint32_t wt) { return wt == GW_TYPE_Q6_K ? 16 : 32; }
@@ -77,8 +93,9 @@ typedef struct {
     int J;          /* tokens per GEMM tile */
     int gemm_min_n; /* use the GEMM path when n >= this */
     int dec_max_j;  /* decode kernel handles up to this many tokens at once */
-    /* Panel x token tile: Y[j*ldy + r] for r < nr (rows of the panel), j < jn. */
-    void (*gemm)(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, const int8_t *xq, const float *xd,
+    /* Panel x token tile: Y[j*ldy + r] for r < nr (rows of the panel), j < jn.
+     * P: activation planes (1 or 2). */
+    void (*gemm)(uint32_t wt, const uint8_t *panel, int64_t nsb, int S, int P, const int8_t *xq, const float *xd,
                  const float *xs, float *Y, int64_t ldy, int nr, int jn);
     /* Repack up to 16 rows into a panel; NULL means use the generic one. */
     void (*repack)(uint32_t wt, const uint8_t *W, size_t w_stride, int nrows, int64_t nsb, uint8_t *panel);
@@ -86,7 +103,7 @@ typedef struct {
      * blocks; Y[j*ldy + r] for r < nr. While working it prefetches [pf, pf + pf_bytes)
      * (the next panel: rows are too short for the hardware prefetcher to
      * ramp up, and decode is bound by DRAM). Returns 0 if it does not handle wt. */
-    int (*decode)(uint32_t wt, const uint8_t *const *rows, int64_t nsb, int J, const int8_t *xq,
+    int (*decode)(uint32_t wt, const uint8_t *const *rows, int64_t nsb, int J, int P, const int8_t *xq,
                   const float *xd, const float *xs, float *Y, int64_t ldy, int nr, const uint8_t *pf,
                   size_t pf_bytes);
     /* Float weights (F32/F16/BF16) x F32 activations, rows [r0, r1). */
@@ -95,9 +112,9 @@ typedef struct {
     /* Activation packing (see the top of this file); NULL means scalar. */
     void (*pack_x)(uint32_t at, const uint8_t *X, size_t x_stride, int64_t j0, int64_t nt, int J, int S,
                    int64_t nsb, int8_t *xq, float *xd, float *xs);
-    /* Q8_0 / Q8_1 / Q8_K activation quantizers (bit-exact with the scalar
-     * reference); NULL means scalar. */
-    void (*quantize_q8)(uint32_t t, const float *src, void *dst, int64_t n);
+    /* Q8_0 / Q8_1 / Q8_K / Q16 activation quantizers (bit-exact with the
+     * scalar reference); NULL means scalar. */
+    void (*quantize_act)(uint32_t t, const float *src, void *dst, int64_t n);
 } gw_quant_kernels;
 
 extern const gw_quant_kernels gw_kernels_scalar;

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# End-to-end checks of the godwit command line on the default model: help,
+# argument errors, bad model files, greedy generation, stop strings, chat,
+# ppl, bench and info. usage: test_cli.sh PATH/TO/godwit
+set -u
+bin=$1
+root=${GODWIT_ROOT:-.}
+model=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+check() { # check NAME CONDITION...
+  local name=$1
+  shift
+  if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $name" >&2; fi
+}
+contains() { grep -q -- "$2" <<<"$1"; }
+
+out=$("$bin" --help 2>&1); rc=$?
+check "main help" [ $rc -eq 0 ]
+check "main help lists run" contains "$out" "run "
+for cmd in run chat ppl bench info; do
+  out=$("$bin" $cmd --help 2>&1); rc=$?
+  check "$cmd --help exits 0" [ $rc -eq 0 ]
+  check "$cmd --help shows usage" contains "$out" "usage: godwit $cmd"
+done
+out=$("$bin" run --bogus 2>&1); rc=$?
+check "unknown option exits 2" [ $rc -eq 2 ]
+check "unknown option named" contains "$out" "unknown option '--bogus'"
+out=$("$bin" frobnicate 2>&1); rc=$?
+check "unknown command exits 2" [ $rc -eq 2 ]
+out=$("$bin" run -m "$model" 2>&1); rc=$?
+check "missing prompt exits 2" [ $rc -eq 2 ]
+out=$("$bin" run -m "$model" -p hi -n notanumber 2>&1); rc=$?
+check "bad integer exits 1" [ $rc -eq 1 ]
+check "bad integer named" contains "$out" "invalid integer for -n"
+out=$("$bin" run -m "$tmp/nope.gguf" -p hi 2>&1); rc=$?
+check "missing model exits 1" [ $rc -eq 1 ]
+check "missing model message" contains "$out" "nope.gguf"
+head -c 100000 "$model" >"$tmp/trunc.gguf"
+out=$("$bin" run -m "$tmp/trunc.gguf" -p hi 2>&1); rc=$?
+check "truncated model exits 1" [ $rc -eq 1 ]
+check "truncated model message" contains "$out" "truncated"
+printf 'not a gguf file at all' >"$tmp/bad.gguf"
+out=$("$bin" info -m "$tmp/bad.gguf" 2>&1); rc=$?
+check "bad magic exits 1" [ $rc -eq 1 ]
+
+out=$("$bin" run -m "$model" -p "The capital of France is" -n 8 --temp 0 -t 2 2>"$tmp/err"); rc=$?
+check "greedy run exits 0" [ $rc -eq 0 ]
+check "greedy run says Paris" contains "$out" "The capital of France is Paris"
+check "speed report" grep -q "decode:" "$tmp/err"
+out=$("$bin" run -m "$model" -p "The capital of France is" -n 8 --temp 0 --stop "." 2>/dev/null)
+check "stop string cuts output" [ "$out" = "The capital of France is Paris" ]
+out1=$("$bin" run -m "$model" -p "Once upon a time" -n 16 --seed 7 2>/dev/null)
+out2=$("$bin" run -m "$model" -p "Once upon a time" -n 16 --seed 7 2>/dev/null)
+check "same seed, same text" [ "$out1" = "$out2" ]
+out=$("$bin" run -m "$model" --chat -p "What is the capital of France?" -n 24 --temp 0 2>/dev/null)
+check "chat-template run mentions Paris" contains "$out" "Paris"
+out=$("$bin" run -m "$model" -p "one two three four five six seven" -c 4 2>&1); rc=$?
+check "prompt longer than context refused" [ $rc -eq 1 ]
+check "context limit named" contains "$out" "longer than the context"
+
+out=$(printf 'What is the capital of France?\nAnd of Italy?\n' | "$bin" chat -m "$model" -n 24 --temp 0 2>/dev/null); rc=$?
+check "chat exits 0" [ $rc -eq 0 ]
+check "chat answers first turn" contains "$out" "Paris"
+check "chat answers second turn" contains "$out" "Rome"
+
+head -c 20000 "$root/../shared/data/war_and_peace.txt" >"$tmp/wp.txt"
+out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 256 --chunks 3 2>/dev/null); rc=$?
+check "ppl exits 0" [ $rc -eq 0 ]
+check "ppl prints a figure" contains "$out" "^ppl [0-9.]* +/- [0-9.]* over 381 tokens (3 chunks of 256"
+
+out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$?
+check "bench exits 0" [ $rc -eq 0 ]
+check "bench pp json" contains "$out" '"test":"pp16","depth":0'
+check "bench tg json" contains "$out" '"test":"tg4","depth":0'
+
+out=$("$bin" info -m "$model" 2>&1); rc=$?
+check "info exits 0" [ $rc -eq 0 ]
+check "info shows architecture" contains "$out" "general.architecture"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
