@@ -25,6 +25,7 @@
 #include "tokenizer/tokenizer.h"
 
 #define MAX_SEQS 256
+#define MAX_SHARED 3 /* matrices multiplied with one input in one job (q, k, v) */
 
 struct gw_context {
     gw_model *model;
@@ -154,9 +155,9 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
     c->rope_cos = malloc(B * half * sizeof(float));
     c->rope_sin = malloc(B * half * sizeof(float));
     /* Activations in their largest format (F32 for float weights) plus the
-     * bytes of one block of rounding, for up to two formats at once. */
+     * bytes of one block of rounding, for up to MAX_SHARED formats at once. */
     c->xq_bytes = B * (maxk * sizeof(float) + 512);
-    c->xq = malloc(2 * c->xq_bytes);
+    c->xq = malloc(MAX_SHARED * c->xq_bytes);
     c->attn_scratch_floats = gw_attention_scratch_floats(m->n_head / m->n_head_kv, m->head_dim);
     c->attn_scratch = malloc((size_t)threads * c->attn_scratch_floats * sizeof(float));
     c->tok_slot = malloc(B * sizeof(int32_t));
@@ -209,24 +210,31 @@ void gw_seq_truncate(gw_context *c, int seq, int n) {
 
 /* ------------------------------------------------------------------ matmul */
 
+/* Several matrices multiplied with the same input in one thread-pool job:
+ * task i is a band of rows of one matrix against every token (the kernel
+ * tiles the tokens itself and repacks each weight band once for all of
+ * them). One job instead of one per matrix halves the synchronisations of a
+ * decode step, where each job is only a few microseconds of work. */
 typedef struct {
-    const gw_matrix *w;
-    const void *xq;
-    size_t x_stride;
+    int count;
+    const gw_matrix *w[MAX_SHARED];
+    const void *xq[MAX_SHARED];
+    size_t x_stride[MAX_SHARED];
+    float *y[MAX_SHARED];
+    int64_t rows_per_task[MAX_SHARED];
+    int64_t first_task[MAX_SHARED + 1];
     int64_t n;
-    float *y;
-    int64_t rows_per_task;
 } matmul_job;
 
-/* One task = a band of weight rows against every token: the kernel tiles the
- * tokens itself, and repacks each weight band once for all of them. */
 static void matmul_task(void *arg, int64_t task, int thread) {
     (void)thread;
     const matmul_job *j = arg;
-    int64_t r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > j->w->rows) r1 = j->w->rows;
-    gw_matmul(j->w->type, j->w->data, j->w->row_bytes, j->xq, j->x_stride, j->w->cols, r0, r1, j->n, j->y,
-              j->w->rows);
+    int i = 0;
+    while (task >= j->first_task[i + 1]) i++;
+    const gw_matrix *w = j->w[i];
+    int64_t r0 = (task - j->first_task[i]) * j->rows_per_task[i], r1 = r0 + j->rows_per_task[i];
+    if (r1 > w->rows) r1 = w->rows;
+    gw_matmul(w->type, w->data, w->row_bytes, j->xq[i], j->x_stride[i], w->cols, r0, r1, j->n, j->y[i], w->rows);
 }
 
 typedef struct {
@@ -255,41 +263,42 @@ static size_t quantize_rows(gw_context *c, uint32_t type, const float *X, int64_
     return stride;
 }
 
-static void matmul_quantized(gw_context *c, const gw_matrix *W, const void *xq, size_t stride, int64_t n,
-                             float *Y) {
-    int threads = gw_threadpool_size(c->pool);
-    matmul_job j = {.w = W, .xq = xq, .x_stride = stride, .n = n, .y = Y};
-    /* Enough bands for load balance (4 per thread), in multiples of the
-     * kernels' 16-row tiles. */
-    int64_t rpt = (W->rows + threads * 4 - 1) / (threads * 4);
-    rpt = (rpt + 15) / 16 * 16;
-    if (rpt < 16) rpt = 16;
-    j.rows_per_task = rpt;
-    gw_threadpool_run(c->pool, matmul_task, &j, (W->rows + rpt - 1) / rpt);
-}
-
-/* Y[n][W.rows] = X[n][W.cols] * W^T for several matrices sharing one input:
- * the input is converted once per distinct activation format. */
+/* Y[i][n][W[i].rows] = X[n][W[i].cols] * W[i]^T for up to MAX_SHARED
+ * matrices sharing one input: the input is converted once per distinct
+ * activation format, then one job runs every matrix's row bands. */
 static void matmul_shared_input(gw_context *c, const float *X, int64_t n, const gw_matrix *const *W,
                                 float *const *Y, int count) {
-    uint32_t types[2];
-    size_t strides[2];
+    const int threads = gw_threadpool_size(c->pool);
+    uint32_t types[MAX_SHARED];
     int n_types = 0;
+    matmul_job j = {.count = count, .n = n};
     for (int i = 0; i < count; i++) {
         uint32_t vt = gw_vec_dot_type(W[i]->type);
         int slot = -1;
         for (int t = 0; t < n_types; t++)
             if (types[t] == vt) slot = t;
+        void *buf;
         if (slot < 0) {
-            if (n_types == 2) { /* more than two formats: convert again */
-                n_types = 0;
-            }
             slot = n_types++;
             types[slot] = vt;
-            strides[slot] = quantize_rows(c, vt, X, n, W[i]->cols, (char *)c->xq + slot * c->xq_bytes);
+            buf = (char *)c->xq + slot * c->xq_bytes;
+            j.x_stride[i] = quantize_rows(c, vt, X, n, W[i]->cols, buf);
+        } else {
+            buf = (char *)c->xq + slot * c->xq_bytes;
+            j.x_stride[i] = gw_row_bytes(vt, W[i]->cols);
         }
-        matmul_quantized(c, W[i], (char *)c->xq + slot * c->xq_bytes, strides[slot], n, Y[i]);
+        j.w[i] = W[i];
+        j.xq[i] = buf;
+        j.y[i] = Y[i];
+        /* Enough bands for load balance (4 per thread), in multiples of the
+         * kernels' 16-row tiles. */
+        int64_t rpt = (W[i]->rows + threads * 4 - 1) / (threads * 4);
+        rpt = (rpt + 15) / 16 * 16;
+        if (rpt < 16) rpt = 16;
+        j.rows_per_task[i] = rpt;
+        j.first_task[i + 1] = j.first_task[i] + (W[i]->rows + rpt - 1) / rpt;
     }
+    gw_threadpool_run(c->pool, matmul_task, &j, j.first_task[count]);
 }
 
 static void matmul(gw_context *c, const gw_matrix *W, const float *X, int64_t n, float *Y) {
@@ -431,6 +440,7 @@ static int attention_splits(const gw_context *c, const gw_batch *b) {
     for (int t = 0; t < T; t++)
         if (c->tok_slot[t] + 1 > longest) longest = c->tok_slot[t] + 1;
     int n = (4 * threads + T * KV - 1) / (T * KV);
+    while ((T * KV * n) % threads) n++; /* equal shares for every thread */
     if (n > longest / 256) n = longest / 256;
     if (n > c->n_batch / T) n = c->n_batch / T;
     return n < 1 ? 1 : n;
@@ -480,19 +490,15 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
         c->tok_slot[t] = next_slot[s]++;
         c->tok_visible[t] = c->tok_slot[t] + 1;
     }
-    /* Reserve KV blocks; undo on failure so no sequence changes. */
-    int32_t old_blocks[MAX_SEQS];
-    for (int t = 0; t < T; t++) old_blocks[b->seq[t]] = c->seqs[b->seq[t]].n_blocks;
+    /* Reserve KV blocks; on failure give back the blocks beyond what each
+     * sequence held (its n_tokens is only updated at the end), so that no
+     * sequence changes. */
     for (int t = 0; t < T; t++) {
         int s = b->seq[t];
         if (gw_kv_seq_reserve(&c->kv, &c->seqs[s], next_slot[s]) != 0) {
             for (int u = 0; u < T; u++) {
                 gw_kv_seq *q = &c->seqs[b->seq[u]];
-                /* free only blocks added by this call */
-                while (q->n_blocks > old_blocks[b->seq[u]]) {
-                    int32_t blk = q->blocks[--q->n_blocks];
-                    if (--c->kv.refcount[blk] == 0) c->kv.free_list[c->kv.n_free++] = blk;
-                }
+                gw_kv_seq_truncate(&c->kv, q, q->n_tokens);
             }
             gw_set_err(err, errlen, "forward: KV cache full (%d tokens of context in use, n_ctx %d)",
                     (c->kv.n_blocks - c->kv.n_free) * c->kv.block_size, c->n_ctx);
