@@ -13,6 +13,7 @@
 #endif
 
 #define CHUNK 16
+#define DIRECT_V_MAX 256 /* largest head size read straight from fp16 values */
 
 size_t gw_attention_scratch_floats(int group, int head_dim) {
     /* values of a chunk [CHUNK][D], scores [queries][CHUNK], running max and
@@ -113,8 +114,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(co
     const gw_kv_pool *kv = a->kv;
     const int D = kv->head_dim, BS = kv->block_size, nq = a->n_tok * a->group;
     const __mmask16 chunk_mask = (__mmask16)((1u << n) - 1);
+    /* head sizes that are a multiple of 64 read values straight from fp16
+     * below; others go through a converted copy */
+    const bool direct_v = D % 64 == 0 && D <= DIRECT_V_MAX;
     float *vf = a->scratch;
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; !direct_v && j < n; j++) {
         const uint16_t *row = vt + gw_kv_v_index(kv, off + j, 0);
         int d = 0;
         for (; d + 16 <= D; d += 16)
@@ -124,8 +128,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(co
     const __m512 scale = _mm512_set1_ps(a->scale);
     for (int q0 = 0; q0 < nq; q0 += 4) {
         const int qn = nq - q0 < 4 ? nq - q0 : 4;
+        /* Always four queries (missing ones repeat the first and are
+         * discarded): constant loop bounds let the compiler keep every
+         * accumulator in a register. */
         const float *qv[4];
-        for (int i = 0; i < qn; i++) qv[i] = query_vec(st, q0 + i);
+        for (int i = 0; i < 4; i++) qv[i] = query_vec(st, q0 + (i < qn ? i : 0));
         /* two accumulators per query (even and odd d): the FMA chains are
          * then not latency-bound */
         __m512 sa[4][2];
@@ -134,46 +141,77 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(co
         for (; d + 2 <= D; d += 2) {
             __m512 k0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(chunk_mask, kt + (size_t)d * BS + off));
             __m512 k1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(chunk_mask, kt + (size_t)(d + 1) * BS + off));
-            for (int i = 0; i < qn; i++) {
+            for (int i = 0; i < 4; i++) {
                 sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d]), k0, sa[i][0]);
                 sa[i][1] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d + 1]), k1, sa[i][1]);
             }
         }
         for (; d < D; d++) {
             __m512 k = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(chunk_mask, kt + (size_t)d * BS + off));
-            for (int i = 0; i < qn; i++) sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d]), k, sa[i][0]);
+            for (int i = 0; i < 4; i++) sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d]), k, sa[i][0]);
         }
-        for (int i = 0; i < qn; i++) {
+        /* leave the accumulators through memory once, so that no runtime
+         * index below forces them onto the stack inside the loop above */
+        float scores[4][CHUNK];
+        for (int i = 0; i < 4; i++) _mm512_storeu_ps(scores[i], _mm512_add_ps(sa[i][0], sa[i][1]));
+        /* softmax weights of the chunk per query; 0 for slots a query does
+         * not see and for padding queries */
+        float w[4][CHUNK];
+        int m_max = 0;
+        for (int i = 0; i < 4; i++) {
             const int qi = q0 + i;
-            int m = query_hi(st, qi) - s;
+            int m = i < qn ? query_hi(st, qi) - s : 0;
             if (m > n) m = n;
-            if (m <= 0) continue;
+            if (m <= 0) {
+                _mm512_storeu_ps(w[i], _mm512_setzero_ps());
+                continue;
+            }
+            if (m > m_max) m_max = m;
             const __mmask16 mask = (__mmask16)((1u << m) - 1);
-            __m512 sc = _mm512_mul_ps(_mm512_add_ps(sa[i][0], sa[i][1]), scale);
-            float *acc = query_acc(st, qi);
-            softmax_update(acc, D, &st->run_max[qi], &st->run_sum[qi], _mm512_mask_reduce_max_ps(mask, sc));
+            __m512 sc = _mm512_mul_ps(_mm512_loadu_ps(scores[i]), scale);
+            softmax_update(query_acc(st, qi), D, &st->run_max[qi], &st->run_sum[qi],
+                           _mm512_mask_reduce_max_ps(mask, sc));
             __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(sc, _mm512_set1_ps(st->run_max[qi]))));
             st->run_sum[qi] += _mm512_reduce_add_ps(p);
-            float w[CHUNK];
-            _mm512_storeu_ps(w, p);
-            /* up to 4 independent accumulators (64 output floats) per pass
-             * over the chunk's value rows */
-            int dv = 0;
-            while (dv + 16 <= D) {
-                int nb = (D - dv) / 16;
-                if (nb > 4) nb = 4;
-                __m512 o[4];
-                for (int b = 0; b < nb; b++) o[b] = _mm512_loadu_ps(acc + dv + 16 * b);
-                for (int j = 0; j < m; j++) {
-                    __m512 wj = _mm512_set1_ps(w[j]);
-                    const float *vr = vf + j * D + dv;
-                    for (int b = 0; b < nb; b++) o[b] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vr + 16 * b), o[b]);
+            _mm512_storeu_ps(w[i], p);
+        }
+        if (m_max == 0) continue;
+        float dummy[DIRECT_V_MAX]; /* accumulator of padding queries */
+        if (qn < 4) memset(dummy, 0, sizeof(float) * (D < DIRECT_V_MAX ? D : DIRECT_V_MAX));
+        float *acc[4];
+        for (int i = 0; i < 4; i++) acc[i] = i < qn ? query_acc(st, q0 + i) : dummy;
+        if (direct_v) {
+            /* 4 queries x 64 outputs in 16 registers; each value row is
+             * loaded and converted once for all four */
+            for (int dv = 0; dv < D; dv += 64) {
+                __m512 o[4][4];
+                for (int i = 0; i < 4; i++)
+                    for (int b = 0; b < 4; b++) o[i][b] = _mm512_loadu_ps(acc[i] + dv + 16 * b);
+                for (int j = 0; j < m_max; j++) {
+                    const uint16_t *row = vt + gw_kv_v_index(kv, off + j, dv);
+                    __m512 v[4];
+                    for (int b = 0; b < 4; b++)
+                        v[b] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 16 * b)));
+                    for (int i = 0; i < 4; i++) {
+                        __m512 wj = _mm512_set1_ps(w[i][j]);
+                        for (int b = 0; b < 4; b++) o[i][b] = _mm512_fmadd_ps(wj, v[b], o[i][b]);
+                    }
                 }
-                for (int b = 0; b < nb; b++) _mm512_storeu_ps(acc + dv + 16 * b, o[b]);
-                dv += 16 * nb;
+                for (int i = 0; i < 4; i++)
+                    for (int b = 0; b < 4; b++) _mm512_storeu_ps(acc[i] + dv + 16 * b, o[i][b]);
             }
-            for (; dv < D; dv++)
-                for (int j = 0; j < m; j++) acc[dv] += w[j] * vf[j * D + dv];
+        } else {
+            for (int i = 0; i < qn; i++) {
+                int dv = 0;
+                for (; dv + 16 <= D; dv += 16) {
+                    __m512 o = _mm512_loadu_ps(acc[i] + dv);
+                    for (int j = 0; j < m_max; j++)
+                        o = _mm512_fmadd_ps(_mm512_set1_ps(w[i][j]), _mm512_loadu_ps(vf + j * D + dv), o);
+                    _mm512_storeu_ps(acc[i] + dv, o);
+                }
+                for (; dv < D; dv++)
+                    for (int j = 0; j < m_max; j++) acc[i][dv] += w[i][j] * vf[j * D + dv];
+            }
         }
     }
 }
