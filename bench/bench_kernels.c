@@ -8,7 +8,7 @@
  *
  *   gcc -std=c17 -O3 -march=native -D_GNU_SOURCE -Isrc bench/bench_kernels.c \
  *       src/model/tensor_types.c src/backend/cpu/quant*.c -lm -lpthread -o build/bench_kernels
- *   ./build/bench_kernels [threads=2] [weight type=Q4_1|Q4_0|Q5_0|Q5_1|Q8_0|Q4_K|Q5_K|Q6_K|F16]
+ *   ./build/bench_kernels [threads=2] [weight type=Q4_1|Q4_0|Q5_0|Q5_1|Q8_0|Q4_K|Q5_K|Q6_K|F16|BF16|F32]
  *                         [isa=all|scalar|avx2|avx512] [act=both|int8|int16] [sweep=1|0]
  */
 #include <pthread.h>
@@ -207,6 +207,11 @@ int main(int argc, char **argv) {
     if (strcmp(act, "int16")) precs[nprec++] = GW_ACT_INT8;
     if (strcmp(act, "int8")) precs[nprec++] = GW_ACT_INT16;
     const int kq = wt == GW_TYPE_Q4_K || wt == GW_TYPE_Q5_K || wt == GW_TYPE_Q6_K;
+    /* float weights take F32 activations whatever the precision setting: one
+     * pass, and the output head in the same type at n=512 (tied embeddings) */
+    const int fl = wt == GW_TYPE_F32 || wt == GW_TYPE_F16 || wt == GW_TYPE_BF16;
+    if (fl) nprec = 1;
+    const int64_t nbig = fl ? 512 : 64;
     /* K-quants need k % 256 == 0: use 768/2048 stand-ins for 576/1536 */
     const int64_t H = kq ? 768 : 576, F = kq ? 2048 : 1536;
     const struct { const char *name; uint32_t t; int64_t m, k; } shapes[] = {
@@ -214,7 +219,7 @@ int main(int argc, char **argv) {
         {"attn k/v  192x576 ", wt, 192, H},
         {"ffn up   1536x576 ", wt, F, H},
         {"ffn down  576x1536", wt, H, F},
-        {"output 49152x576 Q8_0", GW_TYPE_Q8_0, 49152, 576},
+        {fl ? "output 49152x576" : "output 49152x576 Q8_0", fl ? wt : GW_TYPE_Q8_0, 49152, 576},
     };
     for (int isa = (int)gw_quant_best_isa(); isa >= 0; isa--) {
         if (only >= 0 && isa != only) continue;
@@ -229,11 +234,11 @@ int main(int argc, char **argv) {
                 double g[4];
                 g[0] = bench_shape(1, shapes[s].t, shapes[s].m, shapes[s].k, 1);
                 g[1] = nt > 1 ? bench_shape(nt, shapes[s].t, shapes[s].m, shapes[s].k, 1) : g[0];
-                g[2] = bench_shape(1, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? 64 : 512);
-                g[3] = nt > 1 ? bench_shape(nt, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? 64 : 512)
+                g[2] = bench_shape(1, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? nbig : 512);
+                g[3] = nt > 1 ? bench_shape(nt, shapes[s].t, shapes[s].m, shapes[s].k, shapes[s].m > 4096 ? nbig : 512)
                               : g[2];
                 printf("  %-22s %9.1f GF %9.1f GF %9.1f GF %9.1f GF%s\n", shapes[s].name, g[0], g[1], g[2], g[3],
-                       shapes[s].m > 4096 ? "  (n=64)" : "");
+                       shapes[s].m > 4096 && nbig != 512 ? "  (n=64)" : "");
             }
             printf("  (columns: 1 thread, then %d threads; GFLOP/s = 2*m*k*n/time)\n", nt);
             if (!kq && sweep) {

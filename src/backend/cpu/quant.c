@@ -652,7 +652,7 @@ static void scratch_init(void) { pthread_key_create(&g_scratch_key, scratch_free
 
 /* A 64-byte aligned buffer of at least `bytes`, reused by this thread's later
  * calls (freed when the thread exits). */
-static void *scratch_get(size_t bytes) {
+void *gw_scratch_get(size_t bytes) {
     pthread_once(&g_scratch_once, scratch_init);
     scratch_buf *s = (scratch_buf *)pthread_getspecific(g_scratch_key);
     if (!s) {
@@ -768,7 +768,7 @@ void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_
         /* Small n: kernels read the GGUF blocks in place, no repacking. */
         const int DJ = K->dec_max_j;
         const size_t xbytes = (size_t)DJ * nsb * (S * P + 2 * sizeof(float)) + 64;
-        uint8_t *buf = (uint8_t *)scratch_get(xbytes);
+        uint8_t *buf = (uint8_t *)gw_scratch_get(xbytes);
         float *xd = (float *)buf, *xs = xd + DJ * nsb;
         int8_t *xq = (int8_t *)(xs + DJ * nsb);
         for (int64_t j0 = 0; j0 < n; j0 += DJ) {
@@ -803,7 +803,7 @@ void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_
     const size_t panel_bytes = (size_t)nsb * gw_panel_sb_bytes(S);
     const size_t xelems = (size_t)ntile_max * J * nsb;
     const size_t bytes = panel_bytes + xelems * (2 * sizeof(float) + S * P) + 128;
-    uint8_t *buf = (uint8_t *)scratch_get(bytes);
+    uint8_t *buf = (uint8_t *)gw_scratch_get(bytes);
     uint8_t *panel = buf;
     float *xd = (float *)(buf + ((panel_bytes + 63) & ~(size_t)63));
     float *xs = xd + xelems;

@@ -78,7 +78,13 @@ uint32_t gw_vec_dot_type(uint32_t weight_type);
  * VPDPBUSD (AVX-512) or 16x4 PMADDUBSW (AVX2) micro-kernel runs over token
  * chunks of up to 512. Activation block sums are exact: recomputed from the
  * int8 values (Q8_1's fp16 s field is not used) or Q16's int32 sum. The activation type is
- * gw_vec_dot_type(wt) under the current activation precision. */
+ * gw_vec_dot_type(wt) under the current activation precision.
+ * F32/F16/BF16 weights (F32 activations, float accumulation): n < 8 reads the
+ * rows in place, 8 (AVX-512) or 4 rows x up to 4 tokens with one accumulator
+ * each, prefetching the next rows; n >= 8 converts 32 (AVX-512) or 16 (AVX2)
+ * rows at a time to a k-major float panel in the per-thread scratch buffer and
+ * runs a 32x8 (16x6) broadcast-FMA micro-kernel over token chunks sized to
+ * keep their activations in L2. The scalar path is a plain loop. */
 void gw_matmul(uint32_t wt, const void *W, size_t w_stride, const void *X, size_t x_stride,
                int64_t k, int64_t r0, int64_t r1, int64_t n, float *Y, int64_t ldy);
 

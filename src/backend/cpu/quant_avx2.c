@@ -553,48 +553,189 @@ INLINE float load_w1(const uint32_t wt, const uint8_t *row, int64_t i) {
     return gw_bits_f32((uint32_t)gw_ld16(row + 2 * i) << 16);
 }
 
-INLINE void float_tile2(const uint32_t wt, const int R, const int JN, const uint8_t *W, size_t w_stride,
-                        const float *X, size_t x_stride, int64_t k, float *Y, int64_t ldy) {
-    __m256 acc[4][2];
+/* Decode: R rows (row pointers) x JN tokens read in place, one accumulator
+ * per (row, token), 64 bytes of every row per step, prefetching [pf, pf +
+ * pf_bytes) (the next tile) into L2 as in quant_avx512.c. Y[j*ldy + r], r < nr. */
+INLINE void fdec2(const uint32_t wt, const int R, const int JN, const uint8_t *const *rows, const uint8_t *pf,
+                  size_t pf_bytes, const uint8_t *X, size_t x_stride, int64_t k, float *Y, int64_t ldy, int nr) {
+    const int esz = wt == GW_TYPE_F32 ? 4 : 2;
+    const int step = 64 / esz;
+    __m256 acc[8][3];
     for (int r = 0; r < R; r++)
         for (int j = 0; j < JN; j++) acc[r][j] = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256 w[4];
-        for (int r = 0; r < R; r++) w[r] = load_wf(wt, W + r * w_stride, i);
-        for (int j = 0; j < JN; j++) {
-            const __m256 x = _mm256_loadu_ps((const float *)((const uint8_t *)X + j * x_stride) + i);
-            for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(w[r], x, acc[r][j]);
+    for (; i + step <= k; i += step) {
+        for (int r = 0; r < R; r++) {
+            const size_t off = ((size_t)i * esz / 64 * R + r) * 64;
+            if (off < pf_bytes) _mm_prefetch((const char *)(pf + off), _MM_HINT_T1);
+        }
+        for (int h = 0; h < step; h += 8) {
+            __m256 x[3];
+            for (int j = 0; j < JN; j++) x[j] = _mm256_loadu_ps((const float *)(X + j * x_stride + 4 * (i + h)));
+            for (int r = 0; r < R; r++) {
+                const __m256 w = load_wf(wt, rows[r], i + h);
+                for (int j = 0; j < JN; j++) acc[r][j] = _mm256_fmadd_ps(w, x[j], acc[r][j]);
+            }
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < JN; j++) {
-            float s = hsum256(acc[r][j]);
-            const uint8_t *x = (const uint8_t *)X + j * x_stride;
-            for (int64_t t = i; t < k; t++) s += load_w1(wt, W + r * w_stride, t) * gw_ldf(x + 4 * t);
-            Y[j * ldy + r] = s;
+    for (; i + 8 <= k; i += 8) {
+        __m256 x[3];
+        for (int j = 0; j < JN; j++) x[j] = _mm256_loadu_ps((const float *)(X + j * x_stride + 4 * i));
+        for (int r = 0; r < R; r++) {
+            const __m256 w = load_wf(wt, rows[r], i);
+            for (int j = 0; j < JN; j++) acc[r][j] = _mm256_fmadd_ps(w, x[j], acc[r][j]);
         }
+    }
+    for (int j = 0; j < JN; j++)
+        for (int r = 0; r < R; r++)
+            if (r < nr) {
+                float s = hsum256(acc[r][j]);
+                for (int64_t t = i; t < k; t++) s += load_w1(wt, rows[r], t) * gw_ldf(X + j * x_stride + 4 * t);
+                Y[j * ldy + r] = s;
+            }
 }
 
-#define FT(R, JN) float_tile2(wt, R, JN, Wr, w_stride, Xj, x_stride, k, Y + j * ldy + r, ldy)
+#define FDEC(WT, R, JN) fdec2(WT, R, JN, rows, pf, pf_bytes, Xj, x_stride, k, Yj, ldy, nr)
+#define FDEC_WT(R, JN)                                                                                                \
+    do {                                                                                                          \
+        if (wt == GW_TYPE_F16) FDEC(GW_TYPE_F16, R, JN);                                                          \
+        else if (wt == GW_TYPE_BF16) FDEC(GW_TYPE_BF16, R, JN);                                                   \
+        else FDEC(GW_TYPE_F32, R, JN);                                                                            \
+    } while (0)
+
+static void fdecode2(uint32_t wt, const uint8_t *W, size_t w_stride, const uint8_t *X, size_t x_stride, int64_t k,
+                     int64_t r0, int64_t r1, int64_t n, float *Y, int64_t ldy) {
+    for (int64_t j0 = 0; j0 < n; j0 += 3) {
+        const int JN = (int)(n - j0 < 3 ? n - j0 : 3);
+        const int R = JN == 1 ? 8 : 4;
+        const uint8_t *Xj = X + j0 * x_stride;
+        for (int64_t r = r0; r < r1; r += R) {
+            const int nr = (int)(r1 - r < R ? r1 - r : R);
+            const uint8_t *rows[8]; /* missing rows repeat the last one (not stored) */
+            for (int i = 0; i < R; i++) rows[i] = W + (size_t)(r + (i < nr ? i : nr - 1)) * w_stride;
+            const int64_t rn = r + R < r1 ? r + R : r1;
+            const int64_t rn1 = rn + R < r1 ? rn + R : r1;
+            const uint8_t *pf = W + (size_t)rn * w_stride;
+            const size_t pf_bytes = (size_t)(rn1 - rn) * w_stride;
+            float *Yj = Y + j0 * ldy + r;
+            switch (JN) {
+            case 1: FDEC_WT(8, 1); break;
+            case 2: FDEC_WT(4, 2); break;
+            default: FDEC_WT(4, 3); break;
+            }
+        }
+    }
+}
+
+/* Prefill: panels of FPR2 rows converted to float, k-major (P[i*FPR2 + r]),
+ * and an FPR2-row x FJ2-token broadcast micro-kernel (12 accumulators). */
+#define FPR2 16
+#define FJ2 6
+
+INLINE void transpose8(__m256 v[8]) {
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    /* t[2p] = rows 2p,2p+1 of columns (0,1 | 4,5); t[2p+1]: columns (2,3 | 6,7) */
+    __m256 u[8];
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);     /* column 0 | 4 of rows i..i+3 */
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE); /* 1 | 5 */
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44); /* 2 | 6 */
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE); /* 3 | 7 */
+    }
+    for (int c = 0; c < 4; c++) {
+        v[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        v[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+static void frepack2(const uint32_t wt, const uint8_t *W, size_t w_stride, int nr, int64_t k, float *P) {
+    for (int r0 = 0; r0 < FPR2; r0 += 8) {
+        for (int64_t i = 0; i < k; i += 8) {
+            __m256 v[8];
+            for (int r = 0; r < 8; r++) {
+                if (r0 + r >= nr) { v[r] = _mm256_setzero_ps(); continue; }
+                const uint8_t *row = W + (size_t)(r0 + r) * w_stride;
+                if (i + 8 <= k) {
+                    if (wt == GW_TYPE_F16) v[r] = load_wf(GW_TYPE_F16, row, i);
+                    else if (wt == GW_TYPE_BF16) v[r] = load_wf(GW_TYPE_BF16, row, i);
+                    else v[r] = load_wf(GW_TYPE_F32, row, i);
+                } else {
+                    float t[8] = {0};
+                    for (int64_t e = i; e < k; e++) t[e - i] = load_w1(wt, row, e);
+                    v[r] = _mm256_loadu_ps(t);
+                }
+            }
+            transpose8(v);
+            for (int e = 0; e < 8; e++) _mm256_store_ps(P + (i + e) * FPR2 + r0, v[e]);
+        }
+    }
+}
+
+/* FPR2 (RW = 2) or 8 (RW = 1) panel rows x JN tokens; Y[j*ldy + r], r < nr. */
+INLINE void fgemm2(const int RW, const int JN, const float *P, int64_t k, const uint8_t *X, size_t x_stride,
+                   float *Y, int64_t ldy, int nr) {
+    __m256 a0[FJ2], a1[FJ2];
+    for (int j = 0; j < JN; j++) a0[j] = a1[j] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t i = 0; i < k; i++) {
+        const __m256 w0 = _mm256_load_ps(P + i * FPR2);
+        const __m256 w1 = RW == 2 ? _mm256_load_ps(P + i * FPR2 + 8) : w0;
+        for (int j = 0; j < JN; j++) {
+            const __m256 b = _mm256_set1_ps(gw_ldf(X + j * x_stride + 4 * i));
+            a0[j] = _mm256_fmadd_ps(w0, b, a0[j]);
+            if (RW == 2) a1[j] = _mm256_fmadd_ps(w1, b, a1[j]);
+        }
+    }
+    for (int j = 0; j < JN; j++) {
+        float *y = Y + j * ldy;
+        if (nr >= 8 * RW) {
+            _mm256_storeu_ps(y, a0[j]);
+            if (RW == 2) _mm256_storeu_ps(y + 8, a1[j]);
+        } else {
+            float t[16];
+            _mm256_storeu_ps(t, a0[j]);
+            if (RW == 2) _mm256_storeu_ps(t + 8, a1[j]);
+            for (int r = 0; r < nr; r++) y[r] = t[r];
+        }
+    }
+}
+
+#define FG(RW, JN) fgemm2(RW, JN, P, k, Xt, x_stride, Yt, ldy, nr)
+#define FG_J(RW)                                                                                                      \
+    switch (jn) {                                                                                                 \
+    case 6: FG(RW, 6); break;                                                                                     \
+    case 5: FG(RW, 5); break;                                                                                     \
+    case 4: FG(RW, 4); break;                                                                                     \
+    case 3: FG(RW, 3); break;                                                                                     \
+    case 2: FG(RW, 2); break;                                                                                     \
+    default: FG(RW, 1); break;                                                                                    \
+    }
 
 static void matmul_float2(uint32_t wt, const void *W, size_t w_stride, const float *X, size_t x_stride,
                           int64_t k, int64_t r0, int64_t r1, int64_t n, float *Y, int64_t ldy) {
-    for (int64_t r = r0; r < r1; r += 4) {
-        const int R = (int)(r1 - r < 4 ? r1 - r : 4);
-        const uint8_t *Wr = (const uint8_t *)W + r * w_stride;
-        for (int64_t j = 0; j < n; j += 2) {
-            const int JN = (int)(n - j < 2 ? n - j : 2);
-            const float *Xj = (const float *)((const uint8_t *)X + j * x_stride);
-            switch (R * 2 + JN) {
-            case 4 * 2 + 2: FT(4, 2); break;
-            case 4 * 2 + 1: FT(4, 1); break;
-            case 3 * 2 + 2: FT(3, 2); break;
-            case 3 * 2 + 1: FT(3, 1); break;
-            case 2 * 2 + 2: FT(2, 2); break;
-            case 2 * 2 + 1: FT(2, 1); break;
-            case 1 * 2 + 2: FT(1, 2); break;
-            default: FT(1, 1); break;
+    const uint8_t *Wb = (const uint8_t *)W, *Xb = (const uint8_t *)X;
+    if (n < GW_FLOAT_GEMM_MIN_N) {
+        fdecode2(wt, Wb, w_stride, Xb, x_stride, k, r0, r1, n, Y, ldy);
+        return;
+    }
+    const int64_t kp = (k + 7) & ~(int64_t)7;
+    float *P = (float *)gw_scratch_get(sizeof(float) * (size_t)(FPR2 * kp));
+    const int64_t NC = gw_float_chunk(k, FJ2);
+    for (int64_t c0 = 0; c0 < n; c0 += NC) {
+        const int64_t nc = n - c0 < NC ? n - c0 : NC;
+        for (int64_t r = r0; r < r1; r += FPR2) {
+            const int nr = (int)(r1 - r < FPR2 ? r1 - r : FPR2);
+            frepack2(wt, Wb + (size_t)r * w_stride, w_stride, nr, k, P);
+            for (int64_t t = 0; t < nc; t += FJ2) {
+                const int jn = (int)(nc - t < FJ2 ? nc - t : FJ2);
+                const uint8_t *Xt = Xb + (size_t)(c0 + t) * x_stride;
+                float *Yt = Y + (c0 + t) * ldy + r;
+                if (nr > 8) { FG_J(2) }
+                else { FG_J(1) }
             }
         }
     }

@@ -125,6 +125,24 @@ extern const gw_quant_kernels gw_kernels_avx512;
 void gw_pack_x_avx2(uint32_t at, const uint8_t *X, size_t x_stride, int64_t j0, int64_t nt, int J, int S,
                     int64_t nsb, int8_t *xq, float *xd, float *xs);
 
+/* A 64-byte aligned per-thread buffer of at least `bytes`, reused by the
+ * thread's later calls (freed at thread exit); one buffer per thread, so a
+ * caller must not hold it across another gw_scratch_get. */
+void *gw_scratch_get(size_t bytes);
+
+/* Float weights (F32/F16/BF16), n >= GW_FLOAT_GEMM_MIN_N: weights are converted
+ * to float panels of PR rows, stored k-major (panel[i*PR + r]), and a
+ * PR-row x J-token micro-kernel broadcasts each activation against them. */
+#define GW_FLOAT_GEMM_MIN_N 8
+/* Tokens per chunk of the float GEMM (a multiple of J): the chunk's float
+ * activations (chunk * k * 4 bytes) stay within ~384 KB of L2 while every
+ * panel of the thread's rows runs over them. */
+static inline int64_t gw_float_chunk(int64_t k, int J) {
+    int64_t c = (384 * 1024 / 4) / (k > 0 ? k : 1) / J * J;
+    if (c < 4 * J) c = 4 * J;
+    return c > 512 ? 512 : c;
+}
+
 /* Scalar reference quantizers (used by SIMD files for tails). */
 void gw_quantize_row_ref(uint32_t t, const float *src, void *dst, int64_t n);
 #endif
