@@ -52,6 +52,32 @@ static inline const char *test_model_file(const char *file) {
     return buf;
 }
 
+/* Undoes the golden files' escapes (\\ \n \t \r \xHH). Returns malloc'd
+ * bytes; *len (if not NULL) gets their count, which may include NUL bytes. */
+static inline char *test_unescape(const char *s, size_t *len) {
+    size_t n = strlen(s), o = 0;
+    char *out = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n) {
+            char c = s[i + 1];
+            if (c == 'n') { out[o++] = '\n'; i++; continue; }
+            if (c == 't') { out[o++] = '\t'; i++; continue; }
+            if (c == 'r') { out[o++] = '\r'; i++; continue; }
+            if (c == '\\') { out[o++] = '\\'; i++; continue; }
+            if (c == 'x' && i + 3 < n) {
+                char hex[3] = {s[i + 2], s[i + 3], 0};
+                out[o++] = (char)strtol(hex, NULL, 16);
+                i += 3;
+                continue;
+            }
+        }
+        out[o++] = s[i];
+    }
+    out[o] = 0;
+    if (len) *len = o;
+    return out;
+}
+
 /* The default model. */
 static inline const char *test_model_path(void) { return test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf"); }
 #endif

@@ -27,30 +27,6 @@ static char *read_file(const char *path) {
     return s;
 }
 
-/* The golden files' escapes: \\ \n \t \r \xHH. */
-static char *unescape(const char *s) {
-    size_t n = strlen(s), o = 0;
-    char *out = malloc(n + 1);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n) {
-            char c = s[i + 1];
-            if (c == 'n') { out[o++] = '\n'; i++; continue; }
-            if (c == 't') { out[o++] = '\t'; i++; continue; }
-            if (c == 'r') { out[o++] = '\r'; i++; continue; }
-            if (c == '\\') { out[o++] = '\\'; i++; continue; }
-            if (c == 'x' && i + 3 < n) {
-                char hex[3] = {s[i + 2], s[i + 3], 0};
-                out[o++] = (char)strtol(hex, NULL, 16);
-                i += 3;
-                continue;
-            }
-        }
-        out[o++] = s[i];
-    }
-    out[o] = 0;
-    return out;
-}
-
 enum { MAX_T = 16, MAX_M = 16 };
 static char *tname[MAX_T], *ttext[MAX_T];
 static int n_templates;
@@ -70,7 +46,7 @@ static void load_templates(void) {
         if (strncmp(line, "template ", 9) == 0 && n_templates < MAX_T) {
             tname[n_templates] = strdup(line + 9);
             char *body = strtok_r(NULL, "\n", &save);
-            ttext[n_templates] = unescape(body ? body : "");
+            ttext[n_templates] = test_unescape(body ? body : "", NULL);
             n_templates++;
         }
     }
@@ -102,10 +78,10 @@ static void run_golden(void) {
             char *role = line + 4, *content = sp ? sp + 1 : (char *)"";
             if (sp) *sp = 0;
             msgs[n].role = owned[n_owned++] = strdup(role);
-            msgs[n].content = owned[n_owned++] = unescape(content);
+            msgs[n].content = owned[n_owned++] = test_unescape(content, NULL);
             n++;
         } else if (strncmp(line, "expect ", 7) == 0 || strcmp(line, "expect") == 0) {
-            char *want = unescape(line[6] ? line + 7 : "");
+            char *want = test_unescape(line[6] ? line + 7 : "", NULL);
             const char *tmpl = find_template(tmpl_name);
             gw_chat_format fmt = gw_chat_detect(tmpl);
             char *got = gw_chat_render(fmt, tmpl, msgs, n, add_gen != 0);

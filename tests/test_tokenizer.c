@@ -59,31 +59,6 @@ static void free_lines(lines *L) {
     free(L->v);
 }
 
-/* The golden files' escapes: \\ \n \t \r \xHH. Returns malloc'd bytes. */
-static char *unescape(const char *s, size_t *len) {
-    size_t n = strlen(s), o = 0;
-    char *out = malloc(n + 1);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n) {
-            char c = s[i + 1];
-            if (c == 'n') { out[o++] = '\n'; i++; continue; }
-            if (c == 't') { out[o++] = '\t'; i++; continue; }
-            if (c == 'r') { out[o++] = '\r'; i++; continue; }
-            if (c == '\\') { out[o++] = '\\'; i++; continue; }
-            if (c == 'x' && i + 3 < n) {
-                char hex[3] = {s[i + 2], s[i + 3], 0};
-                out[o++] = (char)strtol(hex, NULL, 16);
-                i += 3;
-                continue;
-            }
-        }
-        out[o++] = s[i];
-    }
-    out[o] = 0;
-    *len = o;
-    return out;
-}
-
 /* Parses space-separated ids; returns the count (ids malloc'd). */
 static size_t parse_ids(const char *s, size_t slen, int32_t **ids) {
     size_t cap = 16, n = 0;
@@ -139,7 +114,7 @@ static void compare_golden(const gw_tokenizer *t, const char *name, bool spm_mod
     size_t bad_ids = 0, bad_dec = 0, n_special_differs = 0, n_lossy = 0;
     for (size_t i = 0; i < C.n && i < G.n; i++) {
         size_t tlen;
-        char *text = unescape(C.v[i], &tlen);
+        char *text = test_unescape(C.v[i], &tlen);
         char *f0 = G.v[i], *f1 = strchr(f0, '\t'), *f2 = f1 ? strchr(f1 + 1, '\t') : NULL;
         if (!f1 || !f2) { CHECK_MSG(0, "%s line %zu malformed", rel, i + 1); free(text); continue; }
         int32_t *want_sp, *want_plain;
@@ -148,7 +123,7 @@ static void compare_golden(const gw_tokenizer *t, const char *name, bool spm_mod
         if (f1[1] == '=' && f1 + 2 == f2) n_plain = parse_ids(f0, (size_t)(f1 - f0), &want_plain);
         else { n_plain = parse_ids(f1 + 1, (size_t)(f2 - f1 - 1), &want_plain); n_special_differs++; }
         size_t elen;
-        char *expect = strcmp(f2 + 1, "=") == 0 ? NULL : unescape(f2 + 1, &elen);
+        char *expect = strcmp(f2 + 1, "=") == 0 ? NULL : test_unescape(f2 + 1, &elen);
         if (expect) n_lossy++;
         else { expect = malloc(tlen + 1); memcpy(expect, text, tlen + 1); elen = tlen; }
 
@@ -254,7 +229,7 @@ static void *run_job(void *arg) {
     for (int rep = 0; rep < 2; rep++)
         for (size_t i = j->start; i < j->corpus->n; i += j->step) {
             size_t len;
-            char *text = unescape(j->corpus->v[i], &len);
+            char *text = test_unescape(j->corpus->v[i], &len);
             int32_t *ids;
             int64_t n = gw_tokenize(j->t, text, len, false, true, &ids);
             if (rep == 0) { j->ids[i] = ids; j->n[i] = n; }
@@ -284,7 +259,7 @@ static void concurrency(const gw_tokenizer *t) {
     size_t bad = 0;
     for (size_t i = 0; i < C.n; i++) {
         size_t len;
-        char *text = unescape(C.v[i], &len);
+        char *text = test_unescape(C.v[i], &len);
         int32_t *ref;
         int64_t nr = gw_tokenize(t, text, len, false, true, &ref);
         if (n[i] != nr || !ids_equal(ids[i], (size_t)n[i], ref, (size_t)nr)) bad++;
@@ -566,7 +541,7 @@ static int write_seeds(const char *dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/corpus_%04zu", dir, i);
         size_t len;
-        char *text = unescape(C.v[i], &len);
+        char *text = test_unescape(C.v[i], &len);
         FILE *f = fopen(path, "wb");
         if (f) { fwrite(text, 1, len, f); fclose(f); }
         free(text);
