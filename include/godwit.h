@@ -1,6 +1,6 @@
 /* godwit public C API: load a model, open a context (KV cache + threads),
  * manage sequences, run forward passes over flat batches of tokens, sample.
- * The CLI (src/main.c) uses only this header plus the tokenizer's. */
+ * The CLI (src/cli/) uses only this header plus the tokenizer's. */
 #ifndef GODWIT_H
 #define GODWIT_H
 #include <stdbool.h>

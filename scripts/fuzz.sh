@@ -5,7 +5,7 @@
 #
 # Every fuzz/fuzz_NAME.c (or only the NAMEs given, e.g. "gguf") is built with
 # clang -fsanitize=fuzzer,address,undefined against all of src/**/*.c except
-# src/main.c, then run for SECONDS (default 30) on its corpus. Exits non-zero
+# the CLI's src/cli/, then run for SECONDS (default 30) on its corpus. Exits non-zero
 # if any target crashed; the crashing input is left in
 # build-fuzz/artifacts/NAME/ (rerun it: build-fuzz/fuzz_NAME FILE).
 #
@@ -48,19 +48,21 @@ cflags=(-std=c17 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Wno-unused-parameter -Isrc 
 # shellcheck disable=SC2054 # the commas belong to the flags
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 libs=(-lm -lpthread)
-if pkg-config --exists libpcre2-8 2>/dev/null; then
-  read -r -a pc_cflags <<< "$(pkg-config --cflags libpcre2-8)"
-  read -r -a pc_libs <<< "$(pkg-config --libs libpcre2-8)"
-  cflags+=("${pc_cflags[@]}")
-  libs+=("${pc_libs[@]}")
-fi
+for pc in libpcre2-8 libcjson; do
+  if pkg-config --exists "$pc" 2>/dev/null; then
+    read -r -a pc_cflags <<< "$(pkg-config --cflags "$pc")"
+    read -r -a pc_libs <<< "$(pkg-config --libs "$pc")"
+    cflags+=("${pc_cflags[@]}")
+    libs+=("${pc_libs[@]}")
+  fi
+done
 
 # The library, compiled once with fuzzer coverage (fuzzer-no-link: the
 # libFuzzer main comes in only when a target is linked) and archived, so a
 # target pulls in only the objects it needs. A file that fails to compile
 # (someone's work in progress, a gcc-only builtin) is left out with a
 # warning; the link then fails only if a target needs it.
-mapfile -t srcs < <(find src -name '*.c' ! -path src/main.c | sort)
+mapfile -t srcs < <(find src -name '*.c' ! -path 'src/cli/*' | sort)
 echo "fuzz.sh: compiling ${#srcs[@]} library files" >&2
 rm -rf "$out/obj" "$out/libgodwit_fuzz.a"
 for s in "${srcs[@]}"; do mkdir -p "$out/obj/$(dirname "$s")"; done

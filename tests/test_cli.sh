@@ -20,7 +20,7 @@ contains() { grep -q -- "$2" <<<"$1"; }
 out=$("$bin" --help 2>&1); rc=$?
 check "main help" [ $rc -eq 0 ]
 check "main help lists run" contains "$out" "run "
-for cmd in run chat ppl bench info; do
+for cmd in run chat ppl bench info eval; do
   out=$("$bin" $cmd --help 2>&1); rc=$?
   check "$cmd --help exits 0" [ $rc -eq 0 ]
   check "$cmd --help shows usage" contains "$out" "usage: godwit $cmd"
@@ -70,6 +70,19 @@ head -c 20000 "$root/../shared/data/war_and_peace.txt" >"$tmp/wp.txt"
 out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 256 --chunks 3 2>/dev/null); rc=$?
 check "ppl exits 0" [ $rc -eq 0 ]
 check "ppl prints a figure" contains "$out" "^ppl [0-9.]* +/- [0-9.]* over 381 tokens (3 chunks of 256"
+# strided: 13 windows of 256 every 64 tokens cover tokens 0..1023 and score
+# each once (1023 predictions); stride = ctx scores 255 per window
+out64=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 256 --stride 64 --chunks 13 2>/dev/null); rc=$?
+check "strided ppl exits 0" [ $rc -eq 0 ]
+check "strided ppl scores every token once" contains "$out64" "over 1023 tokens (13 windows of 256, stride 64)"
+out256=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 256 --stride 256 --chunks 4 2>/dev/null)
+check "stride = ctx scores all but each window's first token" contains "$out256" "over 1020 tokens (4 windows"
+# more context per scored token must give a clearly lower perplexity
+p64=$(sed -n 's/^ppl \([0-9.]*\) .*/\1/p' <<<"$out64"); p256=$(sed -n 's/^ppl \([0-9.]*\) .*/\1/p' <<<"$out256")
+check "stride 64 beats stride 256 ($p64 < $p256)" awk -v a="$p64" -v b="$p256" 'BEGIN { exit !(a > 0 && a < 0.95 * b) }'
+out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 256 --stride 512 2>&1); rc=$?
+check "stride > ctx refused" [ $rc -eq 1 ]
+check "stride error named" contains "$out" "stride must not exceed"
 
 out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$?
 check "bench exits 0" [ $rc -eq 0 ]

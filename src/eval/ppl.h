@@ -1,9 +1,20 @@
-/* Perplexity over a token stream, with llama.cpp's llama-perplexity protocol
- * so that the two engines' figures can be compared directly: the stream is
- * cut into non-overlapping chunks of n_ctx tokens; each chunk is evaluated
- * from an empty cache (its first token replaced by BOS when the model adds
- * one); only the second half of each chunk is scored, so every scored token
- * has at least n_ctx/2 tokens of context. */
+/* Perplexity over a token stream, with one of two protocols.
+ *
+ * Chunked (stride == 0), llama.cpp's llama-perplexity protocol, so that the
+ * two engines' figures can be compared directly: the stream is cut into
+ * non-overlapping chunks of n_ctx tokens; each chunk is evaluated from an
+ * empty cache (its first token replaced by BOS when the model adds one);
+ * only the second half of each chunk is scored, so every scored token has
+ * at least n_ctx/2 tokens of context.
+ *
+ * Strided (stride > 0), the sliding-window protocol of Hugging Face's
+ * perplexity guide: windows of n_ctx tokens start every `stride` tokens;
+ * each window is evaluated from an empty cache and scores only the tokens
+ * the previous window did not reach, so every token after the first is
+ * scored exactly once, with at least n_ctx - stride tokens of context once
+ * the first window is past. The stream is used as is (no BOS per window),
+ * as in the guide. stride == n_ctx gives plain non-overlapping windows that
+ * score every token. */
 #ifndef GODWIT_PPL_H
 #define GODWIT_PPL_H
 #include <stdint.h>
@@ -12,7 +23,8 @@
 
 typedef struct {
     int n_ctx;          /* tokens per chunk */
-    int n_chunks;       /* 0: as many as the stream holds */
+    int n_chunks;       /* 0: as many as the stream holds (windows when strided) */
+    int stride;         /* 0: chunked protocol; else window step, 1..n_ctx */
     int32_t bos;        /* -1: keep each chunk's first token */
 } gw_ppl_params;
 
@@ -21,7 +33,8 @@ typedef struct {
     double ppl_err;     /* standard error of ppl (delta method over tokens) */
     double mean_nll;
     long n_scored;
-    int n_chunks;
+    int n_chunks;       /* chunks or windows evaluated */
+    long n_evaluated;   /* tokens run through the model */
     double seconds;
 } gw_ppl_result;
 

@@ -371,15 +371,25 @@ void gw_quantize_row_ref(uint32_t t, const float *src, void *dst, int64_t n) {
 
 static _Atomic int g_isa = -1;
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+/* F16C by cpuid (leaf 1, ECX bit 29): clang's __builtin_cpu_supports does
+ * not know the name. */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
 gw_isa gw_quant_best_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        __builtin_cpu_supports("fma") && cpu_has_f16c())
         return GW_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         return GW_ISA_AVX2;
 #endif
     return GW_ISA_SCALAR;

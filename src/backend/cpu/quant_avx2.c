@@ -11,12 +11,19 @@
  * could not negate); each plane gets its own dot, combined in 32 bits as
  * 255*dot(h) + dot(l). */
 #if defined(__x86_64__) && defined(__GNUC__)
-#pragma GCC target("avx2,fma,f16c,bmi,bmi2")
 #include "backend/cpu/quant_impl.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+
+/* Everything below is compiled for the target (gcc: pragma; clang, which
+ * ignores that pragma: an attribute pushed onto every function). */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
+#else
+#pragma GCC target("avx2,fma,f16c,bmi,bmi2")
+#endif
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -876,6 +883,9 @@ const gw_quant_kernels gw_kernels_avx2 = {
     .pack_x = gw_pack_x_avx2,
     .quantize_act = quantize_act2,
 };
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #else
 #include "backend/cpu/quant_impl.h"
 const gw_quant_kernels gw_kernels_avx2 = {0};

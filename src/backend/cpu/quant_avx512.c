@@ -5,12 +5,19 @@
  * Zen 4 executes 512-bit ops as two 256-bit halves, so what matters is the
  * number of element-ops; VPDPBUSD (u8 x s8 -> s32, 64 MACs) is the workhorse. */
 #if defined(__x86_64__) && defined(__GNUC__)
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi,bmi2")
 #include "backend/cpu/quant_impl.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+
+/* Everything below is compiled for the target (gcc: pragma; clang, which
+ * ignores that pragma: an attribute pushed onto every function). */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi,bmi2")
+#endif
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -762,6 +769,9 @@ const gw_quant_kernels gw_kernels_avx512 = {
     .pack_x = gw_pack_x_avx2,
     .quantize_act = quantize_act512,
 };
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #else
 #include "backend/cpu/quant_impl.h"
 /* Not x86: the dispatcher never selects this table. */

@@ -2,6 +2,7 @@
  *   godwit run   -m MODEL -p PROMPT [options]   generate a continuation
  *   godwit chat  -m MODEL [options]             interactive chat (chat template, KV kept)
  *   godwit info  -m MODEL                       print the model's metadata and tensors
+ *   godwit ppl / bench / eval                   perplexity, speed, long-context tasks (eval.c)
  * A request's path: text -> gw_tokenize -> gw_forward over prompt chunks
  * (prefill) -> gw_sample -> gw_forward one token at a time (decode) ->
  * gw_token_to_piece -> stdout. */
@@ -14,13 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "eval/ppl.h"
 #include "godwit.h"
 #include "model/gguf.h"
 #include "model/tensor_types.h"
 #include "tokenizer/tokenizer.h"
 
-#define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
 #define MAX_STOPS 8
 
 typedef struct {
@@ -40,19 +41,6 @@ typedef struct {
     int n_stops;
     gw_sampler_params sp;
 } options;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *fmt, const char *arg) {
-    fprintf(stderr, "godwit: ");
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-    exit(1);
-}
 
 /* ------------------------------------------------------------------ usage */
 
@@ -83,8 +71,9 @@ static void usage_main(FILE *f) {
             "commands:\n"
             "  run    generate a continuation of a prompt\n"
             "  chat   interactive chat with the model's chat template\n"
-            "  ppl    perplexity of a text file (llama.cpp's protocol)\n"
+            "  ppl    perplexity of a text file (llama.cpp's chunks or sliding windows)\n"
             "  bench  prompt-processing and generation speed (llama-bench's tests)\n"
+            "  eval   long-context evaluation: RULER-style tasks, passkey, needle grid\n"
             "  info   print a GGUF file's metadata and tensors\n\n"
             "Run 'godwit <command> --help' for a command's options.\n");
 }
@@ -120,22 +109,6 @@ static void usage_info(FILE *f) {
 }
 
 /* ---------------------------------------------------------------- options */
-
-static int parse_int(const char *s, const char *name) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < INT_MIN || v > INT_MAX) die("invalid integer for %s", name);
-    return (int)v;
-}
-
-static float parse_float(const char *s, const char *name) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || *end) die("invalid number for %s", name);
-    return v;
-}
 
 /* Parses argv[2..]; returns false if --help was asked. */
 static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE *), bool is_run) {
@@ -190,49 +163,6 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
     if (o->sp.min_p < 0 || o->sp.min_p > 1) die("%s", "--min-p must be in [0, 1]");
     if (o->sp.repeat_penalty <= 0) die("%s", "--repeat-penalty must be > 0");
     return true;
-}
-
-/* Finds the default model when -m is not given. */
-static const char *resolve_model(const char *given) {
-    if (given) return given;
-    const char *env = getenv("GODWIT_MODEL");
-    if (env && *env) return env;
-    static char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "models/%s", DEFAULT_MODEL_FILE);
-    if (access(path, R_OK) == 0) return path;
-    /* next to the executable: build/godwit -> ../models */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(path, sizeof path, "%s/../models/%s", exe, DEFAULT_MODEL_FILE);
-            if (access(path, R_OK) == 0) return path;
-        }
-    }
-    die("no model given and the default model was not found (models/%s): pass -m FILE or run "
-        "scripts/fetch_model.sh",
-        DEFAULT_MODEL_FILE);
-    return NULL;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) die("cannot open prompt file '%s'", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        if (r == 0) break;
-        n += r;
-    }
-    if (f != stdin) fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 /* ------------------------------------------------------------- generation */
@@ -567,15 +497,19 @@ static int cmd_chat(int argc, char **argv) {
 
 static void usage_ppl(FILE *f) {
     fprintf(f,
-            "usage: godwit ppl [-m MODEL] -f FILE [--ctx N] [--chunks K] [-t THREADS] [-b BATCH]\n\n"
-            "Perplexity of FILE with llama.cpp's llama-perplexity protocol: the tokenized text\n"
-            "is cut into chunks of --ctx tokens (default 2048), each evaluated from an empty\n"
-            "cache with BOS first when the model adds one, and the second half of each chunk\n"
-            "scored. Prints the running figure per chunk and the final one with its standard\n"
-            "error.\n\n"
+            "usage: godwit ppl [-m MODEL] -f FILE [--ctx N] [--stride S] [--chunks K] [-t THREADS]\n\n"
+            "Perplexity of FILE. Without --stride, llama.cpp's llama-perplexity protocol: the\n"
+            "tokenized text is cut into chunks of --ctx tokens (default 2048), each evaluated\n"
+            "from an empty cache with BOS first when the model adds one, and the second half\n"
+            "of each chunk scored. With --stride S, the sliding-window protocol of Hugging\n"
+            "Face's perplexity guide: windows of --ctx tokens every S tokens, each scoring\n"
+            "the tokens the previous window did not reach (every token once, with at least\n"
+            "ctx - S tokens of context). Prints the running figure per chunk or window and\n"
+            "the final one with its standard error.\n\n"
             "  -f, --file FILE         text to score\n"
-            "  -c, --ctx N             chunk size in tokens (default: 2048)\n"
-            "      --chunks K          score at most K chunks (default: all)\n"
+            "  -c, --ctx N             chunk or window size in tokens (default: 2048)\n"
+            "      --stride S          sliding windows every S tokens (1..ctx; default: chunks)\n"
+            "      --chunks K          evaluate at most K chunks or windows (default: all)\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
             "      --kv-block N        tokens per KV cache block (default: 16)\n");
@@ -589,7 +523,7 @@ static void ppl_progress(int done, int total, double ppl, void *user) {
 
 static int cmd_ppl(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
-    int n_ctx = 2048, n_chunks = 0, threads = 0, batch = 512, kv_block = 16;
+    int n_ctx = 2048, n_chunks = 0, threads = 0, batch = 512, kv_block = 16, stride = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("option %s needs a value", a), ""))
@@ -600,6 +534,10 @@ static int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) file = NEXT();
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) n_ctx = parse_int(NEXT(), a);
         else if (!strcmp(a, "--chunks")) n_chunks = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--stride")) {
+            stride = parse_int(NEXT(), a);
+            if (stride <= 0) die("%s", "--stride must be >= 1");
+        }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
@@ -617,6 +555,7 @@ static int cmd_ppl(int argc, char **argv) {
     }
     if (n_ctx < 4 || batch <= 0 || threads < 0 || n_chunks < 0 || kv_block <= 0)
         die("%s", "invalid --ctx, --batch, --threads, --chunks or --kv-block");
+    if (stride > n_ctx) die("%s", "--stride must not exceed --ctx");
     size_t len;
     char *text = read_file(file, &len);
     const char *path = resolve_model(model);
@@ -635,14 +574,18 @@ static int cmd_ppl(int argc, char **argv) {
                             .kv_block_size = kv_block};
     gw_context *c = gw_context_new(m, &cp, err, sizeof err);
     if (!c) die("%s", err);
-    gw_ppl_params pp = {.n_ctx = n_ctx, .n_chunks = n_chunks, .bos = add_bos ? gw_tokenizer_bos(tok) : -1};
+    gw_ppl_params pp = {.n_ctx = n_ctx, .n_chunks = n_chunks, .stride = stride,
+                        .bos = add_bos ? gw_tokenizer_bos(tok) : -1};
     gw_ppl_result r;
     t0 = now_s();
     if (gw_perplexity(c, gw_model_n_vocab(m), ids, n_tokens, &pp, ppl_progress, &t0, &r, err, sizeof err) != 0)
         die("%s", err);
-    printf("ppl %.4f +/- %.4f over %ld tokens (%d chunks of %d, second halves scored) in %.1f s (%.1f tok/s)\n",
-           r.ppl, r.ppl_err, r.n_scored, r.n_chunks, n_ctx, r.seconds,
-           (double)r.n_chunks * n_ctx / r.seconds);
+    if (stride == 0)
+        printf("ppl %.4f +/- %.4f over %ld tokens (%d chunks of %d, second halves scored) in %.1f s (%.1f tok/s)\n",
+               r.ppl, r.ppl_err, r.n_scored, r.n_chunks, n_ctx, r.seconds, r.n_evaluated / r.seconds);
+    else
+        printf("ppl %.4f +/- %.4f over %ld tokens (%d windows of %d, stride %d) in %.1f s (%.1f tok/s)\n",
+               r.ppl, r.ppl_err, r.n_scored, r.n_chunks, n_ctx, stride, r.seconds, r.n_evaluated / r.seconds);
     free(ids);
     free(text);
     gw_context_free(c);
@@ -855,6 +798,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "info")) return cmd_info(argc, argv);
     if (!strcmp(argv[1], "ppl")) return cmd_ppl(argc, argv);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
     fprintf(stderr, "godwit: unknown command '%s'\n\n", argv[1]);
     usage_main(stderr);
     return 2;

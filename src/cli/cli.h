@@ -1,0 +1,31 @@
+/* The godwit command-line program: one file per group of commands
+ * (main.c: run, chat, ppl, bench, info; eval.c: eval ...) and the helpers
+ * they share (common.c). The CLI uses only the public API (godwit.h), the
+ * tokenizer and the evaluation modules. */
+#ifndef GODWIT_CLI_H
+#define GODWIT_CLI_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+double now_s(void);
+/* Prints "godwit: " + fmt (with one %s for arg) and exits with status 1. */
+void die(const char *fmt, const char *arg);
+int parse_int(const char *s, const char *name);
+float parse_float(const char *s, const char *name);
+/* An integer with an optional k suffix (x1024): "4k" -> 4096. */
+int parse_size(const char *s, const char *name);
+/* The model path: the one given, else $GODWIT_MODEL, else the default model
+ * in models/ (from the working directory or next to the executable). Exits
+ * with a message saying how to fetch it when there is none. */
+const char *resolve_model(const char *given);
+/* A file of ../shared/data (the project's test and evaluation data): from
+ * $GODWIT_DATA, ../shared/data, shared/data, or relative to the executable.
+ * NULL if not found. */
+const char *resolve_data_file(const char *name);
+/* Whole file (or stdin for "-"), NUL-terminated; exits on error. */
+char *read_file(const char *path, size_t *len);
+
+int cmd_eval(int argc, char **argv);
+#endif

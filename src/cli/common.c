@@ -1,0 +1,122 @@
+/* Helpers shared by the CLI's commands. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void die(const char *fmt, const char *arg) {
+    fprintf(stderr, "godwit: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+int parse_int(const char *s, const char *name) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < INT_MIN || v > INT_MAX) die("invalid integer for %s", name);
+    return (int)v;
+}
+
+float parse_float(const char *s, const char *name) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end) die("invalid number for %s", name);
+    return v;
+}
+
+/* Finds the default model when -m is not given. */
+const char *resolve_model(const char *given) {
+    if (given) return given;
+    const char *env = getenv("GODWIT_MODEL");
+    if (env && *env) return env;
+    static char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "models/%s", DEFAULT_MODEL_FILE);
+    if (access(path, R_OK) == 0) return path;
+    /* next to the executable: build/godwit -> ../models */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(path, sizeof path, "%s/../models/%s", exe, DEFAULT_MODEL_FILE);
+            if (access(path, R_OK) == 0) return path;
+        }
+    }
+    die("no model given and the default model was not found (models/%s): pass -m FILE or run "
+        "scripts/fetch_model.sh",
+        DEFAULT_MODEL_FILE);
+    return NULL;
+}
+
+char *read_file(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) die("cannot open prompt file '%s'", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0) break;
+        n += r;
+    }
+    if (f != stdin) fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+
+int parse_size(const char *s, const char *name) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!errno && (*end == 'k' || *end == 'K') && end[1] == 0) {
+        v *= 1024;
+        end++;
+    }
+    if (errno || end == s || *end || v < INT_MIN || v > INT_MAX) die("invalid size for %s", name);
+    return (int)v;
+}
+
+const char *resolve_data_file(const char *name) {
+    static char path[PATH_MAX + 128];
+    const char *env = getenv("GODWIT_DATA");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s/%s", env, name);
+        if (access(path, R_OK) == 0) return path;
+    }
+    const char *dirs[] = {"../shared/data", "shared/data"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(path, sizeof path, "%s/%s", dirs[i], name);
+        if (access(path, R_OK) == 0) return path;
+    }
+    /* build/godwit -> ../../shared/data (the repo's sibling) */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(path, sizeof path, "%s/../../shared/data/%s", exe, name);
+            if (access(path, R_OK) == 0) return path;
+        }
+    }
+    return NULL;
+}
