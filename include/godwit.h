@@ -43,6 +43,11 @@ int gw_context_n_ctx(const gw_context *c);
 int gw_context_n_batch(const gw_context *c);
 int gw_context_n_threads(const gw_context *c);
 size_t gw_context_kv_bytes_per_token(const gw_context *c);
+/* KV pool occupancy, for schedulers: tokens the free blocks can hold (a
+ * sequence also fills the unused tail of its last block first), and the
+ * tokens per block. */
+int gw_context_kv_free_tokens(const gw_context *c);
+int gw_context_kv_block_size(const gw_context *c);
 
 /* ---- sequences: each owns a block table in the paged KV cache ---- */
 int gw_seq_open(gw_context *c);                 /* new sequence id, or -1 */

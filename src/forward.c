@@ -182,6 +182,8 @@ int gw_context_n_ctx(const gw_context *c) { return c->n_ctx; }
 int gw_context_n_batch(const gw_context *c) { return c->n_batch; }
 int gw_context_n_threads(const gw_context *c) { return gw_threadpool_size(c->pool); }
 size_t gw_context_kv_bytes_per_token(const gw_context *c) { return gw_kv_bytes_per_token(&c->kv); }
+int gw_context_kv_free_tokens(const gw_context *c) { return c->kv.n_free * c->kv.block_size; }
+int gw_context_kv_block_size(const gw_context *c) { return c->kv.block_size; }
 
 int gw_seq_open(gw_context *c) {
     for (int i = 0; i < MAX_SEQS; i++) {

@@ -28,4 +28,5 @@ const char *resolve_data_file(const char *name);
 char *read_file(const char *path, size_t *len);
 
 int cmd_eval(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 #endif

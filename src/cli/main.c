@@ -74,6 +74,7 @@ static void usage_main(FILE *f) {
             "  ppl    perplexity of a text file (llama.cpp's chunks or sliding windows)\n"
             "  bench  prompt-processing and generation speed (llama-bench's tests)\n"
             "  eval   long-context evaluation: RULER-style tasks, passkey, needle grid\n"
+            "  serve  OpenAI-compatible HTTP server with continuous batching\n"
             "  info   print a GGUF file's metadata and tensors\n\n"
             "Run 'godwit <command> --help' for a command's options.\n");
 }
@@ -799,6 +800,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "ppl")) return cmd_ppl(argc, argv);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(argv[1], "serve")) return cmd_serve(argc, argv);
     fprintf(stderr, "godwit: unknown command '%s'\n\n", argv[1]);
     usage_main(stderr);
     return 2;
