@@ -3,7 +3,7 @@
 # everything is already there).
 set -euo pipefail
 need=()
-for p in cmake gcc make pkg-config libpcre2-dev libcjson-dev libmicrohttpd-dev clang libclang-rt-14-dev python3 python3-pip; do
+for p in cmake gcc make pkg-config libpcre2-dev libcjson-dev libmicrohttpd-dev curl clang libclang-rt-14-dev python3 python3-pip; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 # python3/pip may come from elsewhere (pyenv): accept any working python3 -m pip.
