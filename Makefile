@@ -1,7 +1,8 @@
 # Thin wrapper over CMake so that the README's two commands are short.
 #   make run   - install deps, build (Release), fetch the default model, run it
-#   make test  - install deps, build with ASan+UBSan, fetch the model, run each
-#                libFuzzer target briefly (FUZZ_SECONDS each), then CTest
+#   make test  - install deps, build with ASan+UBSan, fetch the models, compile
+#                the CUDA code (if nvcc exists), run each libFuzzer target
+#                briefly (FUZZ_SECONDS each), then CTest
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 PROMPT ?= The bar-tailed godwit is a bird that
@@ -28,8 +29,9 @@ test-build: deps
 	cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGODWIT_SANITIZE=ON >/dev/null
 	cmake --build build-test -j $(JOBS)
 
-# The fuzzers run first so that CTest's summary is the last line printed.
-test: test-build model
+# The CUDA code is compiled (nvcc, no GPU needed) and the fuzzers run first so
+# that CTest's summary is the last line printed.
+test: test-build model cuda-check
 	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 	cd build-test && ctest --output-on-failure -j $(JOBS)
 
@@ -37,4 +39,16 @@ fuzz:
 	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf build build-test build-fuzz
+	rm -rf build build-test build-fuzz build-cuda
+
+# CUDA backend: configure build-cuda with -DGODWIT_CUDA=ON, build the kernels,
+# their test and benchmark, and run the test (it runs its CPU-side checks and
+# exits 77, reported as skipped, when there is no GPU). Needs nvcc and cuBLAS
+# besides the main build's dependencies; prints "nvcc not found, skipped" without it.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+.PHONY: cuda-check
+cuda-check:
+	@if [ -z "$(NVCC)" ]; then echo "nvcc not found, skipped"; else \
+	  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DGODWIT_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
+	  cmake --build build-cuda -j $(JOBS) --target godwit_cuda godwit_cuda_kernels test_cuda_kernels bench_cuda_kernels && \
+	  cd build-cuda && ctest -R test_cuda_kernels --output-on-failure; fi
