@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "backend/cpu/quant.h"
+#include "model/hf_model.h"
+#include "model/safetensors.h"
 #include "model/tensor_types.h"
 #include "tokenizer/tokenizer.h"
 
@@ -78,6 +80,7 @@ static float *load_vector(const gguf_file *f, const char *name, int64_t n, bool 
 }
 
 gw_model *gw_model_load(const char *path, char *err, size_t errlen) {
+    if (gw_hf_is_model_path(path)) return gw_hf_model_load(path, err, errlen);
     gguf_file *f = gguf_open(path, err, errlen);
     if (!f) return NULL;
     gw_model *m = calloc(1, sizeof *m);
@@ -244,6 +247,7 @@ void gw_model_free(gw_model *m) {
     free(m->chat_template);
     if (m->tokenizer) gw_tokenizer_free(m->tokenizer);
     gguf_close(m->file);
+    st_checkpoint_close(m->st);
     free(m);
 }
 

@@ -52,12 +52,15 @@ typedef struct gw_model {
     float *output_norm;
     gw_matrix output;             /* == tok_embd when tied */
     gw_layer *layers;
-    gguf_file *file;
+    gguf_file *file;              /* the GGUF; for a Hugging Face directory, its tokenizer.gguf */
+    struct st_checkpoint *st;     /* Hugging Face safetensors weights, or NULL (hf_model.h) */
     struct gw_tokenizer *tokenizer;
     char *chat_template;          /* NULL if the file has none */
 } gw_model;
 
-/* Loads a GGUF model; NULL with a message in err on failure (unsupported
+/* Loads a GGUF model, or a Hugging Face model directory (config.json +
+ * safetensors, see hf_model.h) when path is a directory or a .safetensors /
+ * .safetensors.index.json file; NULL with a message in err on failure (unsupported
  * architecture, missing or misshapen tensor, unsupported tensor type...). */
 gw_model *gw_model_load(const char *path, char *err, size_t errlen);
 void gw_model_free(gw_model *m);
