@@ -45,7 +45,8 @@ int gw_context_n_threads(const gw_context *c);
 size_t gw_context_kv_bytes_per_token(const gw_context *c);
 /* KV pool occupancy, for schedulers: tokens the free blocks can hold (a
  * sequence also fills the unused tail of its last block first), and the
- * tokens per block. */
+ * tokens per block. Blocks held only by the prefix cache count as free: they
+ * are reclaimed when a sequence needs them. */
 int gw_context_kv_free_tokens(const gw_context *c);
 int gw_context_kv_block_size(const gw_context *c);
 
@@ -54,6 +55,42 @@ int gw_seq_open(gw_context *c);                 /* new sequence id, or -1 */
 void gw_seq_close(gw_context *c, int seq);      /* frees its KV blocks */
 int gw_seq_len(const gw_context *c, int seq);   /* tokens in its KV cache */
 void gw_seq_truncate(gw_context *c, int seq, int n); /* keep the first n */
+
+/* ---- prefix cache: sequences start on KV blocks already computed ----
+ * Off by default. When on, full KV blocks offered with gw_seq_cache_prefix
+ * stay in a tree keyed by their tokens after their sequence closes, and a
+ * sequence opened with gw_seq_open_prefix starts on the longest cached
+ * prefix of its tokens (whole blocks), sharing those blocks read-only. Blocks
+ * only the cache holds are reclaimed, least recently used first, when the
+ * pool runs short, so the cache never makes a forward pass fail. Outputs do
+ * not change: a block's keys and values depend only on the tokens before
+ * and in it, as long as the forward pass computes a token the same way
+ * however the batch around it is cut (the CPU backend does; the scheduler
+ * test checks cached against cold outputs token for token). */
+/* Turns the cache on or off (off drops it). 0, or -1 out of memory. */
+int gw_context_set_prefix_cache(gw_context *c, bool on);
+/* Tokens of tokens[0..n) the cache would give a new sequence (a multiple of
+ * the block size, at most n - 1: the last token is always computed, as its
+ * logits are needed); *n_idle (may be NULL) gets how many of them are in
+ * blocks no sequence uses, which gw_context_kv_free_tokens counts as free
+ * until a sequence takes them. 0 when the cache is off. Changes nothing. */
+int gw_prefix_lookup(const gw_context *c, const int32_t *tokens, int n, int *n_idle);
+/* gw_seq_open, then the sequence starts on the cached prefix of
+ * tokens[0..n) that gw_prefix_lookup reports: gw_seq_len gives its length,
+ * and the next token to compute is tokens[gw_seq_len]. -1 if no sequence
+ * slot is free. */
+int gw_seq_open_prefix(gw_context *c, const int32_t *tokens, int n);
+/* Offers the full blocks among the first n tokens of the sequence's KV to
+ * the cache; tokens[0..n) are the tokens whose KV the sequence holds (n is
+ * capped at gw_seq_len). Call it as blocks fill and before closing. Returns
+ * the number of blocks newly cached (0 when the cache is off). */
+int gw_seq_cache_prefix(gw_context *c, int seq, const int32_t *tokens, int n);
+typedef struct {
+    int cached_tokens;        /* tokens in blocks the cache holds */
+    int idle_tokens;          /* of those, in blocks no sequence uses */
+    uint64_t evicted_blocks;  /* blocks reclaimed from the cache so far */
+} gw_prefix_cache_stats;
+void gw_context_prefix_cache_stats(const gw_context *c, gw_prefix_cache_stats *st);
 
 /* ---- forward ---- */
 /* A flat batch: token i belongs to sequence seq[i] at position pos[i].

@@ -20,6 +20,7 @@
 #include "backend/cpu/threadpool.h"
 #include "godwit.h"
 #include "kv/kv_cache.h"
+#include "kv/prefix_cache.h"
 #include "model/model.h"
 #include "util/error.h"
 #include "tokenizer/tokenizer.h"
@@ -32,6 +33,7 @@ struct gw_context {
     gw_threadpool *pool;
     int n_ctx, n_batch;
     gw_kv_pool kv;
+    gw_prefix_cache *prefix;    /* NULL: prefix cache off */
     gw_kv_seq seqs[MAX_SEQS];
     bool seq_used[MAX_SEQS];
     float *inv_freq;     /* [rope_dim/2] */
@@ -85,6 +87,7 @@ void gw_context_free(gw_context *c) {
     if (!c) return;
     for (int i = 0; i < MAX_SEQS; i++)
         if (c->seq_used[i]) gw_kv_seq_release(&c->kv, &c->seqs[i]);
+    gw_prefix_cache_free(c->prefix);
     gw_kv_pool_free(&c->kv);
     gw_threadpool_free(c->pool);
     free(c->inv_freq);
@@ -182,7 +185,7 @@ int gw_context_n_ctx(const gw_context *c) { return c->n_ctx; }
 int gw_context_n_batch(const gw_context *c) { return c->n_batch; }
 int gw_context_n_threads(const gw_context *c) { return gw_threadpool_size(c->pool); }
 size_t gw_context_kv_bytes_per_token(const gw_context *c) { return gw_kv_bytes_per_token(&c->kv); }
-int gw_context_kv_free_tokens(const gw_context *c) { return c->kv.n_free * c->kv.block_size; }
+int gw_context_kv_free_tokens(const gw_context *c) { return gw_kv_pool_available(&c->kv) * c->kv.block_size; }
 int gw_context_kv_block_size(const gw_context *c) { return c->kv.block_size; }
 
 int gw_seq_open(gw_context *c) {
@@ -208,6 +211,65 @@ int gw_seq_len(const gw_context *c, int seq) { return seq_valid(c, seq) ? c->seq
 
 void gw_seq_truncate(gw_context *c, int seq, int n) {
     if (seq_valid(c, seq)) gw_kv_seq_truncate(&c->kv, &c->seqs[seq], n);
+}
+
+/* ------------------------------------------------------------ prefix cache */
+
+int gw_context_set_prefix_cache(gw_context *c, bool on) {
+    if (on && !c->prefix) {
+        c->prefix = gw_prefix_cache_new(&c->kv);
+        return c->prefix ? 0 : -1;
+    }
+    if (!on && c->prefix) {
+        gw_prefix_cache_free(c->prefix);
+        c->prefix = NULL;
+    }
+    return 0;
+}
+
+/* Blocks of tokens[0..n) the cache may give: whole blocks, leaving at least
+ * the last token to compute. */
+static int32_t prefix_max_blocks(const gw_context *c, int n) { return n > 1 ? (n - 1) / c->kv.block_size : 0; }
+
+int gw_prefix_lookup(const gw_context *c, const int32_t *tokens, int n, int *n_idle) {
+    if (n_idle) *n_idle = 0;
+    int32_t max = prefix_max_blocks(c, n);
+    if (!c->prefix || max == 0) return 0;
+    int32_t *blocks = malloc((size_t)max * sizeof(int32_t));
+    if (!blocks) return 0;
+    int32_t m = gw_prefix_cache_match(c->prefix, tokens, max, blocks);
+    int idle = 0;
+    for (int32_t i = 0; i < m; i++) idle += c->kv.refcount[blocks[i]] == 1;
+    free(blocks);
+    if (n_idle) *n_idle = idle * c->kv.block_size;
+    return m * c->kv.block_size;
+}
+
+int gw_seq_open_prefix(gw_context *c, const int32_t *tokens, int n) {
+    int seq = gw_seq_open(c);
+    int32_t max = prefix_max_blocks(c, n);
+    if (seq < 0 || !c->prefix || max == 0) return seq;
+    int32_t *blocks = malloc((size_t)max * sizeof(int32_t));
+    if (!blocks) return seq; /* a cold start is still correct */
+    int32_t m = gw_prefix_cache_match(c->prefix, tokens, max, blocks);
+    gw_kv_seq_attach(&c->kv, &c->seqs[seq], blocks, m); /* on failure: cold start */
+    free(blocks);
+    return seq;
+}
+
+int gw_seq_cache_prefix(gw_context *c, int seq, const int32_t *tokens, int n) {
+    if (!c->prefix || !seq_valid(c, seq)) return 0;
+    const gw_kv_seq *s = &c->seqs[seq];
+    if (n > s->n_tokens) n = s->n_tokens;
+    return gw_prefix_cache_insert(c->prefix, tokens, s->blocks, n / c->kv.block_size);
+}
+
+void gw_context_prefix_cache_stats(const gw_context *c, gw_prefix_cache_stats *st) {
+    memset(st, 0, sizeof *st);
+    if (!c->prefix) return;
+    st->cached_tokens = gw_prefix_cache_n_blocks(c->prefix) * c->kv.block_size;
+    st->idle_tokens = c->kv.n_idle * c->kv.block_size;
+    st->evicted_blocks = c->kv.n_evicted;
 }
 
 /* ------------------------------------------------------------------ matmul */
@@ -503,7 +565,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
                 gw_kv_seq_truncate(&c->kv, q, q->n_tokens);
             }
             gw_set_err(err, errlen, "forward: KV cache full (%d tokens of context in use, n_ctx %d)",
-                    (c->kv.n_blocks - c->kv.n_free) * c->kv.block_size, c->n_ctx);
+                    (c->kv.n_blocks - gw_kv_pool_available(&c->kv)) * c->kv.block_size, c->n_ctx);
             return -1;
         }
     }

@@ -93,7 +93,7 @@ static void test_text_stream(void) {
 
 /* One prompt alone: prefill in one pass, then one token per pass, sampling
  * as the scheduler does (history = every token so far). */
-static void run_alone(int p, const gw_sampler_params *sp, result *res) {
+static void run_alone_ids(const int32_t *ids, int n_ids, int n_gen, const gw_sampler_params *sp, result *res) {
     char err[256];
     gw_context_params cp = gw_context_default_params();
     cp.n_ctx = 1024;
@@ -104,8 +104,8 @@ static void run_alone(int p, const gw_sampler_params *sp, result *res) {
     float *logits = malloc(sizeof(float) * V);
     int32_t hist[1024], seqv[512], pos[512];
     int8_t want[512];
-    int n = prompt_len[p];
-    memcpy(hist, prompt_ids[p], sizeof(int32_t) * n);
+    int n = n_ids;
+    memcpy(hist, ids, sizeof(int32_t) * n);
     int seq = gw_seq_open(c);
     for (int i = 0; i < n; i++) seqv[i] = seq, pos[i] = i, want[i] = i == n - 1;
     gw_batch b = {n, hist, seqv, pos, want};
@@ -113,7 +113,7 @@ static void run_alone(int p, const gw_sampler_params *sp, result *res) {
     gw_sampler *smp = gw_sampler_new(sp, V);
     memset(res, 0, sizeof *res);
     res->why = GW_FINISH_LENGTH;
-    for (int g = 0; g < max_gen[p]; g++) {
+    for (int g = 0; g < n_gen; g++) {
         int32_t t = gw_sample(smp, logits, hist, n);
         hist[n++] = t;
         res->completion_tokens++;
@@ -122,7 +122,7 @@ static void run_alone(int p, const gw_sampler_params *sp, result *res) {
             break;
         }
         res->ids[res->n_ids++] = t;
-        if (g == max_gen[p] - 1) break;
+        if (g == n_gen - 1) break;
         int32_t s1 = seq, p1 = n - 1;
         int8_t w1 = 1;
         gw_batch b1 = {1, &hist[n - 1], &s1, &p1, &w1};
@@ -134,6 +134,10 @@ static void run_alone(int p, const gw_sampler_params *sp, result *res) {
     gw_sampler_free(smp);
     free(logits);
     gw_context_free(c);
+}
+
+static void run_alone(int p, const gw_sampler_params *sp, result *res) {
+    run_alone_ids(prompt_ids[p], prompt_len[p], max_gen[p], sp, res);
 }
 
 /* ------------------------------------------------------ scheduler runs */
@@ -171,10 +175,11 @@ static void drain(gw_channel *ch, result *res, int count) {
 /* All prompts through a scheduler with these settings; `staggered`: the
  * last two arrive after the first ones have produced tokens. Returns the
  * number of preemptions. */
-static uint64_t run_sched(int batch_tokens, int max_running, int n_ctx, bool staggered,
+static uint64_t run_sched(int batch_tokens, int max_running, int n_ctx, bool staggered, bool prefix_cache,
                           const gw_sampler_params *sp, result *res) {
     char err[256];
     gw_sched_params p = gw_sched_default_params();
+    p.prefix_cache = prefix_cache;
     p.n_ctx = n_ctx;
     p.batch_tokens = batch_tokens;
     p.max_running = max_running;
@@ -244,25 +249,26 @@ static void test_equivalence(void) {
     printf("reference: %s|%s\n", prompts[0], ref[0].text);
 
     double t0 = (double)clock() / CLOCKS_PER_SEC;
-    /* all at once, several token budgets (= prefill chunk sizes) */
+    /* all at once, several token budgets (= prefill chunk sizes); the
+     * prefix cache off for the first (the plain path), on for the others */
     static const int budgets[] = {512, 64, 7};
     for (size_t i = 0; i < sizeof budgets / sizeof *budgets; i++) {
         char what[64];
         snprintf(what, sizeof what, "batched, budget %d", budgets[i]);
-        uint64_t pre = run_sched(budgets[i], 8, 2048, false, &greedy, got);
+        uint64_t pre = run_sched(budgets[i], 8, 2048, false, i > 0, &greedy, got);
         CHECK(pre == 0);
         compare_all(ref, got, what);
     }
     /* a pool of 8 blocks of 16 tokens: the prompts take all 8, their
      * completions need several more, so sequences are preempted and
-     * recomputed */
-    uint64_t pre = run_sched(64, 8, 128, false, &greedy, got);
+     * recomputed (prefix cache off) */
+    uint64_t pre = run_sched(64, 8, 128, false, false, &greedy, got);
     CHECK_MSG(pre > 0, "expected preemptions with a 128-token pool, got %llu", (unsigned long long)pre);
     compare_all(ref, got, "preemption");
     printf("preemptions with a 128-token pool: %llu\n", (unsigned long long)pre);
     /* the same with a budget of 7 tokens, the last two prompts arriving
-     * while the first ones decode */
-    pre = run_sched(7, 8, 128, true, &greedy, got);
+     * while the first ones decode (prefix cache on) */
+    pre = run_sched(7, 8, 128, true, true, &greedy, got);
     CHECK(pre > 0);
     compare_all(ref, got, "preemption, budget 7, staggered arrivals");
 
@@ -271,9 +277,9 @@ static void test_equivalence(void) {
     sampled.temperature = 0.9f;
     sampled.seed = 1234;
     for (int p = 0; p < N_PROMPTS; p++) run_alone(p, &sampled, &ref[p]);
-    run_sched(64, 8, 2048, false, &sampled, got);
+    run_sched(64, 8, 2048, false, true, &sampled, got);
     compare_all(ref, got, "sampled, batched");
-    pre = run_sched(64, 8, 128, false, &sampled, got);
+    pre = run_sched(64, 8, 128, false, true, &sampled, got);
     compare_all(ref, got, "sampled, preemption");
     printf("scheduler runs: %.1f s CPU\n", (double)clock() / CLOCKS_PER_SEC - t0);
 }
@@ -419,6 +425,212 @@ static void test_stop_cancel_limits(void) {
     gw_sched_free(s);
 }
 
+
+/* ------------------------------------------------------------ prefix cache */
+
+#define N_SHARED 4
+#define SHARED_GEN 16
+static const char *shared_prefix =
+    "You are a careful assistant. Answer the question about the bar-tailed godwit in one sentence, using "
+    "only facts from the passage.\nPassage: The bar-tailed godwit is a large wader that breeds on the Arctic "
+    "tundra and spends the winter on the coasts of Australia and New Zealand. It makes the longest known "
+    "non-stop flight of any bird.\nQuestion: ";
+static const char *shared_suffix[N_SHARED] = {
+    "Where does it breed?\nAnswer:",
+    "How far does it fly without stopping?\nAnswer:",
+    "Where does it spend the winter?\nAnswer:",
+    "What kind of bird is it?\nAnswer:",
+};
+static int32_t *sh_ids[N_SHARED];
+static int sh_len[N_SHARED];
+static result sh_ref[N_SHARED];
+
+static gw_sched *prefix_sched(int n_ctx, int batch_tokens, int max_running) {
+    char err[256];
+    gw_sched_params p = gw_sched_default_params();
+    p.n_ctx = n_ctx;
+    p.batch_tokens = batch_tokens;
+    p.max_running = max_running;
+    CHECK(p.prefix_cache); /* on by default */
+    gw_sched *s = gw_sched_new(model, &p, err, sizeof err);
+    CHECK_MSG(s != NULL, "%s", err);
+    return s;
+}
+
+/* Runs requests (prompt ids, lengths, optional stop string) through s at
+ * once and waits for all of them. */
+static void run_requests(gw_sched *s, int count, int32_t *const *ids, const int *lens, const char *stop,
+                         result *res) {
+    char err[256];
+    gw_sampler_params greedy = gw_sampler_default_params();
+    greedy.temperature = 0;
+    gw_gen_params g[8];
+    const char *stops[1] = {stop};
+    for (int i = 0; i < count; i++) {
+        g[i] = (gw_gen_params){.prompt = ids[i], .n_prompt = lens[i], .sp = greedy, .max_tokens = SHARED_GEN,
+                               .logprobs = 0, .index = i, .stops = stop ? stops : NULL, .n_stops = stop ? 1 : 0};
+    }
+    memset(res, 0, sizeof(result) * count);
+    gw_channel *ch = gw_channel_new();
+    CHECK(gw_sched_submit(s, ch, g, count, err, sizeof err) == GW_SUBMIT_OK);
+    drain(ch, res, count);
+    gw_channel_release(ch);
+}
+
+static void sched_stats(gw_sched *s, gw_sched_stats *st) {
+    wait_idle(s, st);
+    gw_sched_get_stats(s, st);
+}
+
+/* Tokens the cache gives a prompt of n tokens when `cached` tokens of it
+ * are in full cached blocks: whole blocks, never the last token. */
+static int expect_hit(int n, int cached) {
+    int blocks = (n - 1) / 16, have = cached / 16;
+    return 16 * (blocks < have ? blocks : have);
+}
+
+/* Tokens a finished request computed: its prompt past the hit, and every
+ * generated token but the last (which ended it). */
+static int computed(int n_prompt, int hit, const result *r) { return n_prompt - hit + r->completion_tokens - 1; }
+
+static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
+    int i = 0;
+    while (i < na && i < nb && a[i] == b[i]) i++;
+    return i;
+}
+
+static void test_prefix_cache(void) {
+    gw_sampler_params greedy = gw_sampler_default_params();
+    greedy.temperature = 0;
+    size_t pl = strlen(shared_prefix);
+    for (int i = 0; i < N_SHARED; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s%s", shared_prefix, shared_suffix[i]);
+        (void)pl;
+        int64_t n = gw_tokenize(tok, text, strlen(text), gw_tokenizer_add_bos(tok), true, &sh_ids[i]);
+        CHECK(n > 48);
+        sh_len[i] = (int)n;
+        run_alone_ids(sh_ids[i], sh_len[i], SHARED_GEN, &greedy, &sh_ref[i]);
+    }
+    int common01 = common_prefix(sh_ids[0], sh_len[0], sh_ids[1], sh_len[1]);
+    printf("shared prompts: %d %d %d %d tokens, %d in common\n", sh_len[0], sh_len[1], sh_len[2], sh_len[3],
+           common01);
+    CHECK(common01 >= 48);
+    result got[4];
+    gw_sched_stats st0, st;
+
+    /* cold, then the same prompt again: identical output, the full blocks of
+     * the prompt come from the cache, and exactly that many fewer tokens are
+     * computed */
+    gw_sched *s = prefix_sched(1024, 64, 4);
+    if (!s) return;
+    sched_stats(s, &st0);
+    run_requests(s, 1, &sh_ids[0], &sh_len[0], NULL, got);
+    CHECK_MSG(same(&sh_ref[0], &got[0], "cold", 0), "cold");
+    sched_stats(s, &st);
+    CHECK_MSG(st.prefix_hits == 0 && st.prefix_queries == (uint64_t)sh_len[0], "cold: %llu hits of %llu",
+              (unsigned long long)st.prefix_hits, (unsigned long long)st.prefix_queries);
+    CHECK(st.batch_tokens_total - st0.batch_tokens_total == (uint64_t)computed(sh_len[0], 0, &got[0]));
+    int cached0 = sh_len[0] + got[0].completion_tokens - 1; /* tokens whose KV it computed */
+    CHECK_MSG(st.kv_cached_tokens == cached0 / 16 * 16 && st.kv_idle_tokens == st.kv_cached_tokens,
+              "cached %d idle %d, expected %d", st.kv_cached_tokens, st.kv_idle_tokens, cached0 / 16 * 16);
+    CHECK(st.kv_free_tokens == st.kv_total_tokens); /* idle cached blocks count as free */
+    st0 = st;
+    run_requests(s, 1, &sh_ids[0], &sh_len[0], NULL, got);
+    CHECK_MSG(same(&sh_ref[0], &got[0], "cache hit", 0), "cache hit");
+    sched_stats(s, &st);
+    int hit = expect_hit(sh_len[0], cached0);
+    CHECK_MSG(st.prefix_hits - st0.prefix_hits == (uint64_t)hit, "hit %llu tokens, expected %d",
+              (unsigned long long)(st.prefix_hits - st0.prefix_hits), hit);
+    CHECK_MSG(st.batch_tokens_total - st0.batch_tokens_total == (uint64_t)computed(sh_len[0], hit, &got[0]),
+              "computed %llu tokens, expected %d", (unsigned long long)(st.batch_tokens_total - st0.batch_tokens_total),
+              computed(sh_len[0], hit, &got[0]));
+    printf("prefix cache: second run took %d of %d prompt tokens from the cache\n", hit, sh_len[0]);
+    /* another question over the same passage: the common blocks */
+    st0 = st;
+    run_requests(s, 1, &sh_ids[1], &sh_len[1], NULL, got);
+    CHECK_MSG(same(&sh_ref[1], &got[0], "shared prefix", 1), "shared prefix");
+    sched_stats(s, &st);
+    CHECK(st.prefix_hits - st0.prefix_hits == (uint64_t)expect_hit(sh_len[1], common01));
+
+    /* right after a request that ended on a stop string: the same prompt
+     * without it, and a prompt that continues into the stopped request's
+     * generated tokens (their blocks are cached too) */
+    char stop[8];
+    CHECK(sh_ref[2].text_len > 24);
+    memcpy(stop, sh_ref[2].text + sh_ref[2].text_len - 6, 4);
+    stop[4] = 0;
+    const char *at = strstr(sh_ref[2].text, stop);
+    run_requests(s, 1, &sh_ids[2], &sh_len[2], stop, got);
+    CHECK_MSG(got[0].why == GW_FINISH_STOP && at && got[0].text_len == (size_t)(at - sh_ref[2].text) &&
+                  !memcmp(got[0].text, sh_ref[2].text, got[0].text_len),
+              "stop '%s': got '%s'", stop, got[0].text);
+    int stopped_kv = sh_len[2] + got[0].completion_tokens - 1;
+    /* continuation: prompt + all but the last two reference tokens */
+    int32_t cont[512];
+    int n_cont = sh_len[2] + sh_ref[2].n_ids - 2;
+    memcpy(cont, sh_ids[2], sizeof(int32_t) * sh_len[2]);
+    memcpy(cont + sh_len[2], sh_ref[2].ids, sizeof(int32_t) * (sh_ref[2].n_ids - 2));
+    result cref;
+    run_alone_ids(cont, n_cont, SHARED_GEN, &greedy, &cref);
+    sched_stats(s, &st0);
+    int32_t *cp = cont;
+    run_requests(s, 1, &cp, &n_cont, NULL, got);
+    CHECK_MSG(same(&cref, &got[0], "continuation after a stop string", 0), "continuation");
+    sched_stats(s, &st);
+    int chit = expect_hit(n_cont, stopped_kv < n_cont ? stopped_kv : n_cont);
+    CHECK_MSG(st.prefix_hits - st0.prefix_hits == (uint64_t)chit, "continuation: hit %llu, expected %d",
+              (unsigned long long)(st.prefix_hits - st0.prefix_hits), chit);
+    CHECK_MSG(chit > sh_len[2] / 16 * 16, "the continuation should reuse generated tokens (%d <= %d)", chit,
+              sh_len[2] / 16 * 16);
+    run_requests(s, 1, &sh_ids[2], &sh_len[2], NULL, got);
+    CHECK_MSG(same(&sh_ref[2], &got[0], "after a stop string", 2), "after a stop string");
+    gw_sched_free(s);
+
+    /* prefix-aware admission: three requests at once, two the same and one
+     * sharing the passage; the first computes the shared blocks, the others
+     * wait a step and start on them (without waiting they would all be
+     * admitted in the first step with nothing cached: 0 hits). An unrelated
+     * request behind them is not held up. */
+    s = prefix_sched(1024, 128, 4);
+    if (!s) return;
+    int32_t *ids3[4] = {sh_ids[0], sh_ids[0], sh_ids[3], prompt_ids[0]};
+    int lens3[4] = {sh_len[0], sh_len[0], sh_len[3], prompt_len[0]};
+    run_requests(s, 4, ids3, lens3, NULL, got);
+    result ref0;
+    run_alone_ids(prompt_ids[0], prompt_len[0], SHARED_GEN, &greedy, &ref0);
+    CHECK_MSG(same(&sh_ref[0], &got[0], "grouped", 0) && same(&sh_ref[0], &got[1], "grouped", 1) &&
+                  same(&sh_ref[3], &got[2], "grouped", 2) && same(&ref0, &got[3], "grouped", 3),
+              "grouped requests");
+    sched_stats(s, &st);
+    int common03 = common_prefix(sh_ids[0], sh_len[0], sh_ids[3], sh_len[3]);
+    uint64_t want = (uint64_t)(expect_hit(sh_len[0], sh_len[0]) + expect_hit(sh_len[3], common03));
+    CHECK_MSG(st.prefix_hits == want, "grouped: %llu hits, expected %llu", (unsigned long long)st.prefix_hits,
+              (unsigned long long)want);
+    gw_sched_free(s);
+
+    /* a pool of 10 blocks for four requests of ~6 blocks that share ~4:
+     * preemption and eviction, twice over; outputs unchanged, and at the end
+     * every block is free or idle in the cache */
+    s = prefix_sched(160, 32, 4);
+    if (!s) return;
+    for (int round = 0; round < 2; round++) {
+        run_requests(s, N_SHARED, sh_ids, sh_len, NULL, got);
+        for (int i = 0; i < N_SHARED; i++) CHECK_MSG(same(&sh_ref[i], &got[i], "tiny pool", i), "tiny pool, round %d", round);
+    }
+    sched_stats(s, &st);
+    printf("tiny pool: %llu preemptions, %llu blocks evicted, %llu of %llu prompt tokens from the cache\n",
+           (unsigned long long)st.preemptions, (unsigned long long)st.prefix_evicted_blocks,
+           (unsigned long long)st.prefix_hits, (unsigned long long)st.prefix_queries);
+    CHECK(st.preemptions > 0 && st.prefix_evicted_blocks > 0 && st.prefix_hits > 0);
+    CHECK_MSG(st.kv_free_tokens == st.kv_total_tokens && st.kv_idle_tokens == st.kv_cached_tokens &&
+                  st.kv_cached_tokens > 0,
+              "idle: %d of %d free, %d cached, %d idle", st.kv_free_tokens, st.kv_total_tokens, st.kv_cached_tokens,
+              st.kv_idle_tokens);
+    gw_sched_free(s);
+    for (int i = 0; i < N_SHARED; i++) free(sh_ids[i]);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_text_stream();
@@ -436,6 +648,7 @@ int main(void) {
     }
     test_equivalence();
     test_stop_cancel_limits();
+    test_prefix_cache();
     for (int p = 0; p < N_PROMPTS; p++) free(prompt_ids[p]);
     gw_model_free(model);
     return test_finish("test_scheduler");

@@ -4,7 +4,9 @@
 # package when it is installed): completions equal to `godwit run --temp 0`,
 # chat streaming as server-sent events, n, stop strings, logprobs, the error
 # statuses (400, 401, 404, 413), /metrics, concurrent requests, a client that
-# disconnects mid-stream (its KV is freed), and a clean exit on SIGTERM.
+# disconnects mid-stream (its KV is freed), the prefix cache (hits in /metrics,
+# the same text with --no-prefix-cache), the load generator bench/bench_serve.py,
+# and a clean exit on SIGTERM.
 # usage: test_server.sh PATH/TO/godwit
 set -u
 bin=$1
@@ -177,8 +179,52 @@ done
 gen=$(sed -n 's/^vllm:generation_tokens_total{[^}]*} \([0-9]*\)$/\1/p' <<<"$metrics")
 check "metrics: generation tokens counted (${gen:-none})" [ "${gen:-0}" -ge 100 ]
 
-# ---- a client that disconnects mid-stream: the request is cancelled, KV freed
+# ---- prefix cache: two prompts sharing a long passage; the second (and the
+# first again) start on the cached blocks; outputs are compared with a server
+# started with --no-prefix-cache further down
 metric() { curl -s "$url/metrics" | sed -n "s/^$1{[^}]*} \\([0-9.e+-]*\\)\$/\\1/p"; }
+python3 - "$tmp" <<'EOF2'
+import json, sys
+passage = ("The bar-tailed godwit breeds on the Arctic tundra of Scandinavia, Siberia and Alaska, and spends "
+           "the northern winter on the coasts of Western Europe, Africa, Australia and New Zealand. ") * 6
+for name, q in (("pa", "Where does it breed?"), ("pb", "Where does it spend the winter?")):
+    body = {"prompt": "Read the passage and answer.\n" + passage + "\nQuestion: " + q + "\nAnswer:",
+            "max_tokens": 12, "temperature": 0}
+    json.dump(body, open(sys.argv[1] + "/" + name + ".json", "w"))
+EOF2
+hits0=$(metric vllm:prefix_cache_hits_total)
+queries0=$(metric vllm:prefix_cache_queries_total)
+# pa cold, pb on pa's passage, pa again on nearly all of its own prompt
+for r in pa.cold pb.hit pa.hit; do
+  code=$(status "$tmp/$r" "${auth[@]}" -d @"$tmp/${r%.*}.json" "$url/v1/completions")
+  check "prefix cache: request $r 200" [ "$code" = 200 ]
+done
+hits1=$(metric vllm:prefix_cache_hits_total)
+queries1=$(metric vllm:prefix_cache_queries_total)
+ptok=$(json "$tmp/pa.cold" 'd["usage"]["prompt_tokens"]')
+check "prefix cache: metrics count queries (${queries0:-none} -> ${queries1:-none})" [ "${queries1:-0}" -gt "${queries0:-0}" ]
+check "prefix cache: hits > 0, the passage reused twice (${hits0:-none} -> ${hits1:-none}, prompt ${ptok:-?} tokens)" \
+  [ $(( ${hits1:-0} - ${hits0:-0} )) -ge $(( ${ptok:-1000} + 200 )) ]
+check "prefix cache: the same prompt gives the same text cold and cached" \
+  [ "$(json "$tmp/pa.cold" 'd["choices"][0]["text"]')" = "$(json "$tmp/pa.hit" 'd["choices"][0]["text"]')" ]
+
+# ---- the load generator (bench/bench_serve.py) against this server: a short run
+python3 "$root/bench/bench_serve.py" --url "$url" --api-key "$key" --num-prompts 4 --input-len 48 --output-len 6 \
+  --prefix-len 32 --rate inf --max-concurrency 4 --save-result "$tmp/bench.json" >"$tmp/bench.txt" 2>&1
+rc=$?
+check "bench_serve: exit 0 (rc $rc)" [ $rc -eq 0 ]
+for line in "=* Serving Benchmark Result =*" "Successful requests: *4 *$" "Failed requests: *0 *$" \
+  "Benchmark duration (s): *[0-9.]*" "Total input tokens: *192 *$" "Total generated tokens: *24 *$" \
+  "Request throughput (req/s): *[0-9.]*" "Output token throughput (tok/s): *[0-9.]*" \
+  "Total Token throughput (tok/s): *[0-9.]*" "Mean TTFT (ms): *[0-9.]*" "Median TTFT (ms):" "P99 TTFT (ms):" \
+  "Mean TPOT (ms):" "Median TPOT (ms):" "P99 TPOT (ms):" "Mean ITL (ms):" "Median ITL (ms):" "P99 ITL (ms):" \
+  "Mean E2EL (ms):" "Median E2EL (ms):" "P99 E2EL (ms):" "Server prefix cache: [1-9][0-9]* of 192 prompt tokens"; do
+  check "bench_serve prints '$line'" grep -q "^$line" "$tmp/bench.txt"
+done
+check "bench_serve: --save-result JSON" [ "$(json "$tmp/bench.json" 'd["completed"] == 4 and len(d["ttfts"]) == 4')" = True ]
+[ $fail -gt 0 ] && cat "$tmp/bench.txt" >&2
+
+# ---- a client that disconnects mid-stream: the request is cancelled, KV freed
 aborted0=$(curl -s "$url/metrics" | sed -n 's/^vllm:request_success_total{finished_reason="abort"[^}]*} \([0-9]*\)$/\1/p')
 curl -s -N --max-time 3 "${auth[@]}" -d '{"prompt":"Once upon a time","max_tokens":900,"ignore_eos":true,"stream":true}' \
   "$url/v1/completions" >"$tmp/d1"
@@ -234,7 +280,7 @@ fi
 curl -s -N "${auth[@]}" -d '{"prompt":"Once upon a time","max_tokens":24,"ignore_eos":true,"stream":true}' \
   "$url/v1/completions" >"$tmp/g1" &
 cpid=$!
-for _ in $(seq 1 300); do grep -q '"text"' "$tmp/g1" && break; sleep 0.1; done
+for _ in $(seq 1 300); do grep -q '"text"' "$tmp/g1" 2>/dev/null && break; sleep 0.1; done
 kill -TERM "$pid"
 wait "$cpid"
 crc=$?
@@ -245,6 +291,33 @@ check "SIGTERM: the stream in flight completes (curl rc $crc)" [ $crc -eq 0 ]
 check "SIGTERM: the stream ends with [DONE] after 24 tokens" [ "$(tail -n 2 "$tmp/g1" | head -n 1)" = "data: [DONE]" -a "$(grep -c '"text":"[^"]' "$tmp/g1")" -ge 20 ]
 check "SIGTERM: exit code 0 (got $rc)" [ $rc -eq 0 ]
 check "SIGTERM: says it stopped" grep -q "stopped after" "$tmp/server.err"
+
+# ---- --no-prefix-cache: the same texts, nothing reused
+"$bin" serve -m "$model" --host 127.0.0.1 --port 0 -c 1024 --max-running 8 --batch-tokens 128 -t 2 \
+  --no-prefix-cache 2>"$tmp/server2.err" &
+pid=$!
+port=
+for _ in $(seq 1 600); do
+  port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/server2.err")
+  [ -n "$port" ] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+check "--no-prefix-cache: server starts" [ -n "$port" ]
+check "--no-prefix-cache: says so" grep -q "prefix cache off" "$tmp/server2.err"
+url=http://127.0.0.1:$port
+for r in pa pb; do
+  code=$(status "$tmp/$r.nc" -d @"$tmp/$r.json" "$url/v1/completions")
+  check "--no-prefix-cache: request $r 200" [ "$code" = 200 ]
+  check "--no-prefix-cache: request $r gives the text it gave with cache hits" \
+    [ "$(json "$tmp/$r.nc" 'd["choices"][0]["text"]')" = "$(json "$tmp/$r.hit" 'd["choices"][0]["text"]')" ]
+done
+check "--no-prefix-cache: no hits, no queries" [ "$(metric vllm:prefix_cache_hits_total)" = 0 -a "$(metric vllm:prefix_cache_queries_total)" = 0 ]
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+pid=
+check "--no-prefix-cache: exit code 0 (got $rc)" [ $rc -eq 0 ]
 if [ $fail -gt 0 ]; then tail -20 "$tmp/server.err" >&2; fi
 
 echo "$pass passed, $fail failed"

@@ -24,7 +24,7 @@ static void usage_serve(FILE *f) {
             "Serves the model over HTTP with an OpenAI-compatible API, batching concurrent\n"
             "requests continuously (decodes first, then prompt chunks, in one forward pass per\n"
             "step; the newest sequence is preempted and later recomputed when the KV cache\n"
-            "runs out).\n\n"
+            "runs out), and reusing the KV cache of prompt prefixes it has already computed.\n\n"
             "  POST /v1/completions          prompt: string, strings or token ids\n"
             "  POST /v1/chat/completions     messages, rendered with the model's chat template\n"
             "       fields: max_tokens (max_completion_tokens), temperature, top_p, top_k, min_p,\n"
@@ -50,6 +50,11 @@ static void usage_serve(FILE *f) {
             "                          larger ones get 413\n"
             "  -t, --threads N         compute threads (default: all cores)\n"
             "      --kv-block N        tokens per KV cache block (default: 16)\n"
+            "      --no-prefix-cache   do not reuse the KV of common prompt prefixes (by default\n"
+            "                          full KV blocks stay cached by their tokens after a request\n"
+            "                          and a request starts on the longest cached prefix; cached\n"
+            "                          blocks nobody uses are reclaimed, least recently used\n"
+            "                          first, when the KV cache runs short)\n"
             "      --shutdown-timeout S  on SIGINT/SIGTERM, wait up to S seconds for requests in\n"
             "                          flight (default: 10)\n"
             "  -v, --verbose           log every request on stderr\n"
@@ -101,6 +106,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-body")) max_body = parse_bytes(NEXT(), a);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) sp.n_threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) sp.kv_block_size = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--no-prefix-cache")) sp.prefix_cache = false;
         else if (!strcmp(a, "--shutdown-timeout")) shutdown_timeout = parse_float(NEXT(), a);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = 1;
         else {
@@ -148,9 +154,10 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr,
             "godwit serve: %s\n"
             "godwit serve: loaded in %.2f s; KV cache %d tokens, max %d per request, batch %d tokens, "
-            "%d running at most\n"
+            "%d running at most, prefix cache %s\n"
             "godwit serve: listening on http://%s%s%s:%d%s\n",
             desc, now_s() - t0, sp.n_ctx, gw_sched_max_len(sched), sp.batch_tokens, sp.max_running,
+            sp.prefix_cache ? "on" : "off",
             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", gw_server_port(srv),
             api_key && *api_key ? " (API key required)" : "");
 
@@ -182,9 +189,12 @@ int cmd_serve(int argc, char **argv) {
     gw_server_stop(srv);
     gw_sched_stats st;
     gw_sched_get_stats(sched, &st);
-    fprintf(stderr, "godwit serve: stopped after %llu steps (%llu tokens, %llu preemptions)\n",
+    fprintf(stderr,
+            "godwit serve: stopped after %llu steps (%llu tokens computed, %llu preemptions, "
+            "%llu of %llu prompt tokens from the prefix cache)\n",
             (unsigned long long)st.steps, (unsigned long long)st.batch_tokens_total,
-            (unsigned long long)st.preemptions);
+            (unsigned long long)st.preemptions, (unsigned long long)st.prefix_hits,
+            (unsigned long long)st.prefix_queries);
     gw_sched_free(sched);
     gw_metrics_free(metrics);
     gw_model_free(m);

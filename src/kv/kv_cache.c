@@ -1,5 +1,6 @@
 #include "kv/kv_cache.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,11 @@ int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int
     p->v = malloc(elems * sizeof(uint16_t));
     p->refcount = calloc((size_t)n_blocks, sizeof(int32_t));
     p->free_list = malloc((size_t)n_blocks * sizeof(int32_t));
-    if (!p->k || !p->v || !p->refcount || !p->free_list) {
+    p->cached = calloc((size_t)n_blocks, 1);
+    p->lru_prev = malloc((size_t)n_blocks * sizeof(int32_t));
+    p->lru_next = malloc((size_t)n_blocks * sizeof(int32_t));
+    p->lru_head = p->lru_tail = -1;
+    if (!p->k || !p->v || !p->refcount || !p->free_list || !p->cached || !p->lru_prev || !p->lru_next) {
         gw_kv_pool_free(p);
         return -1;
     }
@@ -33,6 +38,9 @@ void gw_kv_pool_free(gw_kv_pool *p) {
     free(p->v);
     free(p->refcount);
     free(p->free_list);
+    free(p->cached);
+    free(p->lru_prev);
+    free(p->lru_next);
     memset(p, 0, sizeof *p);
 }
 
@@ -40,41 +48,134 @@ size_t gw_kv_bytes_per_token(const gw_kv_pool *p) {
     return 2 * (size_t)p->n_layer * p->n_head_kv * p->head_dim * sizeof(uint16_t);
 }
 
-int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens) {
-    int32_t need = (n_tokens + p->block_size - 1) / p->block_size;
-    if (need <= s->n_blocks) return 0;
-    if (need - s->n_blocks > p->n_free) return -1;
-    if (need > s->cap) {
-        int32_t cap = s->cap ? s->cap : 8;
-        while (cap < need) cap *= 2;
-        int32_t *nb = realloc(s->blocks, (size_t)cap * sizeof(int32_t));
-        if (!nb) return -1;
-        s->blocks = nb;
-        s->cap = cap;
+/* ---------------------------------------------------- references, idle list */
+
+static void lru_append(gw_kv_pool *p, int32_t b) {
+    p->lru_prev[b] = p->lru_tail;
+    p->lru_next[b] = -1;
+    if (p->lru_tail >= 0) p->lru_next[p->lru_tail] = b;
+    else p->lru_head = b;
+    p->lru_tail = b;
+    p->n_idle++;
+}
+
+static void lru_remove(gw_kv_pool *p, int32_t b) {
+    int32_t pr = p->lru_prev[b], nx = p->lru_next[b];
+    if (pr >= 0) p->lru_next[pr] = nx;
+    else p->lru_head = nx;
+    if (nx >= 0) p->lru_prev[nx] = pr;
+    else p->lru_tail = pr;
+    p->n_idle--;
+}
+
+void gw_kv_block_ref(gw_kv_pool *p, int32_t b) {
+    if (p->cached[b] && p->refcount[b] == 1) lru_remove(p, b); /* idle -> in use */
+    p->refcount[b]++;
+}
+
+void gw_kv_block_unref(gw_kv_pool *p, int32_t b) {
+    int32_t r = --p->refcount[b];
+    if (r == 0) p->free_list[p->n_free++] = b;
+    else if (r == 1 && p->cached[b]) lru_append(p, b); /* only the cache holds it now: idle */
+}
+
+void gw_kv_block_cache(gw_kv_pool *p, int32_t b) {
+    p->cached[b] = 1;
+    p->refcount[b]++;
+}
+
+void gw_kv_block_uncache(gw_kv_pool *p, int32_t b) {
+    if (p->refcount[b] == 1) lru_remove(p, b);
+    p->cached[b] = 0;
+    if (--p->refcount[b] == 0) p->free_list[p->n_free++] = b;
+}
+
+int32_t gw_kv_pool_evict(gw_kv_pool *p, int32_t n) {
+    int32_t freed = 0;
+    /* The prefix cache keeps children ahead of their parents in the idle
+     * list, so the head can always go and one pass suffices; the outer loop
+     * only matters if a hook refuses a block whose children come later. */
+    for (bool progress = true; freed < n && progress;) {
+        progress = false;
+        for (int32_t b = p->lru_head, next; b >= 0 && freed < n; b = next) {
+            next = p->lru_next[b];
+            if (p->evict && p->evict(p->evict_arg, b) != 0) continue;
+            lru_remove(p, b);
+            p->cached[b] = 0;
+            p->refcount[b] = 0;
+            p->free_list[p->n_free++] = b;
+            p->n_evicted++;
+            freed++;
+            progress = true;
+        }
     }
-    while (s->n_blocks < need) {
-        int32_t b = p->free_list[--p->n_free];
-        p->refcount[b] = 1;
-        s->blocks[s->n_blocks++] = b;
-    }
+    return freed;
+}
+
+/* ---------------------------------------------------------------- sequences */
+
+static int seq_grow(gw_kv_seq *s, int32_t need) {
+    if (need <= s->cap) return 0;
+    int32_t cap = s->cap ? s->cap : 8;
+    while (cap < need) cap *= 2;
+    int32_t *nb = realloc(s->blocks, (size_t)cap * sizeof(int32_t));
+    if (!nb) return -1;
+    s->blocks = nb;
+    s->cap = cap;
     return 0;
 }
 
-static void block_unref(gw_kv_pool *p, int32_t b) {
-    if (--p->refcount[b] == 0) p->free_list[p->n_free++] = b;
+static int32_t block_alloc(gw_kv_pool *p) {
+    int32_t b = p->free_list[--p->n_free];
+    p->refcount[b] = 1;
+    return b;
+}
+
+int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens) {
+    int32_t need = (n_tokens + p->block_size - 1) / p->block_size;
+    /* The block the next slot is written to must be the sequence's own. */
+    int32_t wb = s->n_tokens / p->block_size;
+    bool cow = n_tokens > s->n_tokens && wb < s->n_blocks && p->refcount[s->blocks[wb]] > 1;
+    int32_t extra = (need > s->n_blocks ? need - s->n_blocks : 0) + (cow ? 1 : 0);
+    if (extra == 0) return 0;
+    if (extra > p->n_free) gw_kv_pool_evict(p, extra - p->n_free);
+    if (extra > p->n_free) return -1;
+    if (seq_grow(s, need) != 0) return -1;
+    if (cow) {
+        int32_t old = s->blocks[wb], b = block_alloc(p);
+        size_t elems = (size_t)p->n_layer * p->n_head_kv * p->block_size * p->head_dim;
+        memcpy(p->k + (size_t)b * elems, p->k + (size_t)old * elems, elems * sizeof(uint16_t));
+        memcpy(p->v + (size_t)b * elems, p->v + (size_t)old * elems, elems * sizeof(uint16_t));
+        s->blocks[wb] = b;
+        gw_kv_block_unref(p, old);
+    }
+    while (s->n_blocks < need) s->blocks[s->n_blocks++] = block_alloc(p);
+    return 0;
 }
 
 void gw_kv_seq_truncate(gw_kv_pool *p, gw_kv_seq *s, int32_t n) {
     if (n < 0) n = 0;
     if (n < s->n_tokens) s->n_tokens = n;
     int32_t keep = (n + p->block_size - 1) / p->block_size;
-    while (s->n_blocks > keep) block_unref(p, s->blocks[--s->n_blocks]);
+    while (s->n_blocks > keep) gw_kv_block_unref(p, s->blocks[--s->n_blocks]);
 }
 
 void gw_kv_seq_release(gw_kv_pool *p, gw_kv_seq *s) {
     gw_kv_seq_truncate(p, s, 0);
     free(s->blocks);
     memset(s, 0, sizeof *s);
+}
+
+int gw_kv_seq_attach(gw_kv_pool *p, gw_kv_seq *s, const int32_t *blocks, int32_t n) {
+    if (n <= 0) return 0;
+    if (s->n_tokens != s->n_blocks * p->block_size) return -1;
+    if (seq_grow(s, s->n_blocks + n) != 0) return -1;
+    for (int32_t i = 0; i < n; i++) {
+        gw_kv_block_ref(p, blocks[i]);
+        s->blocks[s->n_blocks++] = blocks[i];
+    }
+    s->n_tokens += n * p->block_size;
+    return 0;
 }
 
 void gw_kv_store(gw_kv_pool *p, int32_t block, int layer, int head, int slot, const float *k, const float *v) {

@@ -2,8 +2,17 @@
  * token slots of keys and values for every layer and KV head, stored as fp16.
  * A sequence owns an ordered list of blocks (its block table); slot s of a
  * sequence lives in block table[s / block_size] at offset s % block_size.
- * Keys are stored after RoPE. Blocks are reference-counted so that a later
- * prefix cache can share them between sequences.
+ * Keys are stored after RoPE. Blocks are reference-counted so that the prefix
+ * cache (kv/prefix_cache.h) can share full blocks between sequences.
+ *
+ * Prefix-cache support: a block the prefix cache holds is marked `cached`
+ * and carries one reference for the cache. A cached block with no other
+ * reference is *idle*: no sequence uses it, and the pool may reclaim it when
+ * it runs short (least recently idle first; the cache's `evict` hook unlinks
+ * it from the cache, or refuses while it still has cached children). Idle
+ * blocks count as available. A sequence never writes into a block it shares
+ * (refcount > 1): gw_kv_seq_reserve copies such a block first
+ * (copy-on-write), which only happens after a truncation into one.
  *
  * Within a block, one (layer, KV head) tile holds block_size * head_dim
  * values. Values are slot-major (V[slot][d]: a weighted sum of value rows is
@@ -22,6 +31,16 @@ typedef struct {
     int32_t *refcount;      /* [n_blocks] */
     int32_t *free_list;     /* stack of free block ids */
     int32_t n_free;
+    /* prefix cache: see the top of this file */
+    uint8_t *cached;        /* [n_blocks] 1: the prefix cache holds one reference */
+    int32_t *lru_prev, *lru_next; /* [n_blocks] idle list, least recently idle first */
+    int32_t lru_head, lru_tail;   /* -1: empty */
+    int32_t n_idle;         /* cached blocks with refcount 1 */
+    uint64_t n_evicted;     /* idle blocks reclaimed so far */
+    /* Asked before an idle block is reclaimed: 0 after unlinking it from the
+     * cache, -1 to keep it (it still has cached children). NULL: never reclaim. */
+    int (*evict)(void *arg, int32_t block);
+    void *evict_arg;
 } gw_kv_pool;
 
 typedef struct {
@@ -36,12 +55,34 @@ int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int
 void gw_kv_pool_free(gw_kv_pool *p);
 size_t gw_kv_bytes_per_token(const gw_kv_pool *p);
 
-/* Makes room for n_tokens slots in total; -1 if the pool has too few free
- * blocks (nothing is allocated then). */
+/* Makes room for n_tokens slots in total, reclaiming idle cached blocks if
+ * the free ones do not suffice; if the block the next slot (s->n_tokens)
+ * falls in is shared, it is replaced by a private copy first. -1 if the pool
+ * has too few free and idle blocks (nothing is allocated then; idle blocks
+ * may have been reclaimed). */
 int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens);
 /* Keeps the first n slots and returns blocks no longer needed to the pool. */
 void gw_kv_seq_truncate(gw_kv_pool *p, gw_kv_seq *s, int32_t n);
 void gw_kv_seq_release(gw_kv_pool *p, gw_kv_seq *s);
+/* Appends n full blocks (each referenced once more) to a sequence whose
+ * slots fill whole blocks (s->n_tokens == s->n_blocks * block_size); its
+ * length grows by n * block_size. Returns 0, or -1 (out of memory or the
+ * sequence ends in a partial block; nothing changed). */
+int gw_kv_seq_attach(gw_kv_pool *p, gw_kv_seq *s, const int32_t *blocks, int32_t n);
+
+/* ---- block references and the prefix cache's hold on blocks ---- */
+void gw_kv_block_ref(gw_kv_pool *p, int32_t b);
+void gw_kv_block_unref(gw_kv_pool *p, int32_t b);
+/* The cache takes a reference on a block in use (refcount >= 1, not cached). */
+void gw_kv_block_cache(gw_kv_pool *p, int32_t b);
+/* The cache drops its reference (no evict hook call); the block is freed if
+ * nothing else holds it. */
+void gw_kv_block_uncache(gw_kv_pool *p, int32_t b);
+/* Reclaims up to n idle blocks, least recently idle first, asking the evict
+ * hook for each; returns how many were freed. */
+int32_t gw_kv_pool_evict(gw_kv_pool *p, int32_t n);
+/* Blocks a reservation can get: free plus idle. */
+static inline int32_t gw_kv_pool_available(const gw_kv_pool *p) { return p->n_free + p->n_idle; }
 
 /* Start of the (layer, head) tile of a block, in elements of k or v. */
 static inline size_t gw_kv_tile(const gw_kv_pool *p, int32_t block, int layer, int head) {

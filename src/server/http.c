@@ -484,10 +484,10 @@ gw_server *gw_server_start(gw_sched *s, gw_metrics *m, const gw_server_params *p
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_USE_AUTO;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    srv->d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-                              ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                              NULL, MHD_OPTION_END);
+    /* the logger first: libmicrohttpd warns (on its own logger) otherwise */
+    srv->d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+                              mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
+                              on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->d) {
         snprintf(err, errlen, "cannot listen on %s:%d (%s)", p->host, p->port,

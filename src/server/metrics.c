@@ -178,6 +178,9 @@ char *gw_metrics_render(gw_metrics *m, const gw_metrics_gauges *g) {
         {GW_CTR_PROMPT_TOKENS, "vllm:prompt_tokens_total", "Number of prefill tokens processed."},
         {GW_CTR_GEN_TOKENS, "vllm:generation_tokens_total", "Number of generation tokens processed."},
         {GW_CTR_PREEMPTIONS, "vllm:num_preemptions_total", "Cumulative number of preemption from the engine."},
+        {GW_CTR_PREFIX_QUERIES, "vllm:prefix_cache_queries_total",
+         "Prefix cache queries, in terms of number of queried tokens."},
+        {GW_CTR_PREFIX_HITS, "vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens."},
     };
     for (size_t i = 0; i < sizeof ctrs / sizeof *ctrs; i++)
         sb_printf(&sb, "# HELP %s %s\n# TYPE %s counter\n%s{model_name=\"%s\"} %llu\n", ctrs[i].name, ctrs[i].help,

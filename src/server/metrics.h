@@ -11,6 +11,10 @@
  *   vllm:prompt_tokens_total              counter    prompt tokens of requests that started
  *   vllm:generation_tokens_total          counter    generated tokens
  *   vllm:num_preemptions_total            counter    sequences preempted (recomputed later)
+ *   vllm:prefix_cache_queries_total       counter    tokens of requests looked up in the prefix
+ *                                                    cache at admission (as vLLM v1 counts them)
+ *   vllm:prefix_cache_hits_total          counter    of those, tokens found cached (not computed);
+ *                                                    a preempted request counts again when readmitted
  *   vllm:request_success_total{finished_reason=stop|length|abort}  counter
  *   vllm:num_requests_running / _waiting  gauge      (from the scheduler at scrape time)
  *   vllm:kv_cache_usage_perc              gauge      fraction 0..1 of KV blocks in use, as vLLM
@@ -39,6 +43,8 @@ typedef enum {
     GW_CTR_FINISHED_STOP,
     GW_CTR_FINISHED_LENGTH,
     GW_CTR_FINISHED_ABORT,
+    GW_CTR_PREFIX_QUERIES,
+    GW_CTR_PREFIX_HITS,
     GW_CTR_COUNT
 } gw_counter_id;
 

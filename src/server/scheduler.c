@@ -114,6 +114,7 @@ typedef struct request {
     gw_text_stream ts;
     int seq;           /* -1: no KV (waiting) */
     int n_computed;    /* tokens whose KV is in the cache (= gw_seq_len) */
+    int n_offered;     /* full blocks offered to the prefix cache so far */
     gw_token_logprob *lp; /* logprobs of tokens not yet sent */
     int n_lp, cap_lp;
     double t_arrival, t_scheduled, t_first_token, t_last_token; /* < 0: not yet */
@@ -183,6 +184,7 @@ struct gw_sched {
     gw_context *ctx;
     gw_metrics *metrics;
     int n_vocab, max_len, batch_tokens, max_running, max_waiting, block_size, kv_total;
+    bool prefix_cache;
     pthread_t thread;
     bool thread_started;
 
@@ -204,11 +206,12 @@ struct gw_sched {
     struct plan { request *r; int n; } *plan; /* 2 x max_running: see plan_step */
     int n_plan;
     uint64_t step_no;
+    uint64_t prefix_queries, prefix_hits; /* tokens; copied into stats */
 };
 
 gw_sched_params gw_sched_default_params(void) {
     gw_sched_params p = {.n_ctx = 8192, .batch_tokens = 512, .max_running = 32, .max_waiting = 0,
-                         .n_threads = 0, .kv_block_size = 16, .metrics = NULL};
+                         .n_threads = 0, .kv_block_size = 16, .prefix_cache = true, .metrics = NULL};
     return p;
 }
 
@@ -245,6 +248,8 @@ gw_sched *gw_sched_new(gw_model *m, const gw_sched_params *p, char *err, size_t 
         gw_sched_free(s);
         return NULL;
     }
+    s->prefix_cache = p->prefix_cache;
+    if (s->prefix_cache && gw_context_set_prefix_cache(s->ctx, true) != 0) goto oom;
     s->block_size = gw_context_kv_block_size(s->ctx);
     s->kv_total = gw_context_kv_free_tokens(s->ctx);
     s->max_len = p->n_ctx;
@@ -406,6 +411,13 @@ oom:
 
 static int blocks_for(const gw_sched *s, int tokens) { return (tokens + s->block_size - 1) / s->block_size; }
 
+/* Offers r's newly filled KV blocks to the prefix cache. */
+static void offer_blocks(gw_sched *s, request *r) {
+    if (!s->prefix_cache || r->seq < 0 || r->n_computed / s->block_size <= r->n_offered) return;
+    gw_seq_cache_prefix(s->ctx, r->seq, r->tokens, r->n_computed);
+    r->n_offered = r->n_computed / s->block_size;
+}
+
 static void update_stats(gw_sched *s, int batch_tokens);
 
 /* Sends the text released so far and the logprobs gathered since the last
@@ -444,6 +456,7 @@ static void finish(gw_sched *s, request *r, gw_finish_reason why, const char *er
         else len = 0, out = "";
         emit_text(r, out, len);
     }
+    offer_blocks(s, r); /* its KV is valid whatever the reason (a failed pass changes none) */
     if (r->seq >= 0) gw_seq_close(s->ctx, r->seq);
     r->seq = -1;
     /* before FINISH goes out: whoever reads it then sees the KV freed */
@@ -485,9 +498,11 @@ static void finish_all(gw_sched *s, rlist *l, gw_finish_reason why, const char *
  * generated) as its new prompt. Its sampler and text stream carry on, so
  * the continuation and the text sent are as if nothing happened. */
 static void preempt(gw_sched *s, request *r) {
+    offer_blocks(s, r); /* the recompute may start on them if they are not reclaimed first */
     gw_seq_close(s->ctx, r->seq);
     r->seq = -1;
     r->n_computed = 0;
+    r->n_offered = 0;
     list_remove(&s->running, r);
     list_push_front(&s->waiting, r);
     r->preempted_in_step = s->step_no + 1;
@@ -537,6 +552,34 @@ static int make_room(gw_sched *s, request *r, int want) {
     }
 }
 
+/* Full blocks at the start of a and b holding the same tokens, of the first
+ * max_blocks. */
+static int common_blocks(const int32_t *a, const int32_t *b, int max_blocks, int bs) {
+    int i = 0;
+    while (i < max_blocks && !memcmp(a + (size_t)i * bs, b + (size_t)i * bs, (size_t)bs * sizeof(int32_t))) i++;
+    return i;
+}
+
+/* Prefix-aware admission: true when a running request is still computing
+ * full blocks of r's tokens beyond the hit_tokens the cache already has, so
+ * that r, admitted after it has, starts on them instead of computing them
+ * a second time. Bounded: the running request computes at least one of
+ * them every step it is not preempted (prompt chunks are planned before
+ * admissions), and the condition ends once it is past them. */
+static bool wait_for_prefix(const gw_sched *s, const request *r, int hit_tokens) {
+    const int bs = s->block_size;
+    int want = (r->n_tokens - 1) / bs; /* the most r can take from the cache */
+    int have = hit_tokens / bs;
+    if (want <= have) return false;
+    for (const request *l = s->running.head; l; l = l->next) {
+        int max = l->n_tokens / bs < want ? l->n_tokens / bs : want;
+        if (l->n_computed >= max * bs) continue; /* nothing left of r's blocks to compute */
+        int common = common_blocks(r->tokens, l->tokens, max, bs);
+        if (common > have && l->n_computed < common * bs) return true;
+    }
+    return false;
+}
+
 /* Plans one step into s->plan. Every entry names a request that was running
  * when it was added; entries of requests preempted later in the planning are
  * blanked (r = NULL), so there are at most running + admitted entries, fewer
@@ -560,24 +603,38 @@ static void plan_step(gw_sched *s) {
         if (n == 0) break;
         s->plan[s->n_plan++] = (struct plan){r, n};
     }
-    /* 3. admit waiting requests in order while the whole prompt fits */
-    while (s->waiting.head && s->running.n < s->max_running) {
-        request *r = s->waiting.head;
+    /* 3. admit waiting requests in order while the whole prompt fits,
+     * starting each on its cached prefix; one waiting for a running
+     * request's blocks (see wait_for_prefix) lets those behind it go */
+    for (request *r = s->waiting.head, *next; r && s->running.n < s->max_running; r = next) {
+        next = r->next;
         int budget = s->batch_tokens - planned_tokens(s);
         if (budget <= 0) break;
-        if (blocks_for(s, r->n_tokens) > avail_blocks(s)) break; /* FCFS: no overtaking */
-        if (r->preempted_in_step == s->step_no + 1) break;       /* no churn within a step */
-        int seq = gw_seq_open(s->ctx);
+        if (r->preempted_in_step == s->step_no + 1) break; /* no churn within a step */
+        int idle = 0, hit = s->prefix_cache ? gw_prefix_lookup(s->ctx, r->tokens, r->n_tokens, &idle) : 0;
+        if (s->prefix_cache && wait_for_prefix(s, r, hit)) continue;
+        /* new blocks, plus the idle cached ones it takes out of the free count */
+        int need = blocks_for(s, r->n_tokens) - hit / s->block_size + idle / s->block_size;
+        if (need > avail_blocks(s)) break; /* FCFS: no overtaking for room */
+        int seq = s->prefix_cache ? gw_seq_open_prefix(s->ctx, r->tokens, r->n_tokens) : gw_seq_open(s->ctx);
         if (seq < 0) break;
         r->seq = seq;
-        r->n_computed = 0;
+        r->n_computed = gw_seq_len(s->ctx, seq);
+        r->n_offered = r->n_computed / s->block_size;
         list_remove(&s->waiting, r);
         list_push_back(&s->running, r);
         if (r->t_scheduled < 0) {
             r->t_scheduled = mono_now();
             gw_metrics_observe(s->metrics, GW_HIST_QUEUE, r->t_scheduled - r->t_arrival);
         }
-        s->plan[s->n_plan++] = (struct plan){r, r->n_tokens < budget ? r->n_tokens : budget};
+        if (s->prefix_cache) {
+            gw_metrics_add(s->metrics, GW_CTR_PREFIX_QUERIES, (uint64_t)r->n_tokens);
+            gw_metrics_add(s->metrics, GW_CTR_PREFIX_HITS, (uint64_t)r->n_computed);
+            s->prefix_queries += (uint64_t)r->n_tokens;
+            s->prefix_hits += (uint64_t)r->n_computed;
+        }
+        int left = r->n_tokens - r->n_computed;
+        s->plan[s->n_plan++] = (struct plan){r, left < budget ? left : budget};
     }
 }
 
@@ -684,6 +741,13 @@ static void update_stats(gw_sched *s, int batch_tokens) {
     s->stats.running = s->running.n;
     s->stats.waiting = s->waiting.n;
     s->stats.kv_free_tokens = gw_context_kv_free_tokens(s->ctx);
+    gw_prefix_cache_stats pcs;
+    gw_context_prefix_cache_stats(s->ctx, &pcs);
+    s->stats.kv_cached_tokens = pcs.cached_tokens;
+    s->stats.kv_idle_tokens = pcs.idle_tokens;
+    s->stats.prefix_evicted_blocks = pcs.evicted_blocks;
+    s->stats.prefix_queries = s->prefix_queries;
+    s->stats.prefix_hits = s->prefix_hits;
     if (batch_tokens > 0) {
         s->stats.steps++;
         s->stats.batch_tokens_total += (uint64_t)batch_tokens;
@@ -745,11 +809,15 @@ static void step(gw_sched *s) {
         update_stats(s, 0);
         return;
     }
+    /* counted before any request finishes below: whoever sees a FINISH sees
+     * the tokens of the step that produced it */
+    update_stats(s, T);
     int k = 0;
     for (int i = 0; i < s->n_plan; i++) {
         request *r = s->plan[i].r;
         if (!r) continue;
         r->n_computed += s->plan[i].n;
+        offer_blocks(s, r);
         if (r->n_computed != r->n_tokens) continue;
         float *lg = s->logits + (size_t)k++ * s->n_vocab;
         gw_token_logprob lp, *lpp = NULL;
@@ -763,7 +831,7 @@ static void step(gw_sched *s) {
     }
     s->n_plan = 0;
     s->step_no++;
-    update_stats(s, T);
+    update_stats(s, 0);
 }
 
 static void *engine_main(void *arg) {

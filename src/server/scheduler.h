@@ -23,9 +23,23 @@
  * remaining prompt fits in the free blocks, so admissions do not cause
  * preemptions by themselves.
  *
- * Design kept open for the prefix cache (a later increment): a request's KV
- * state is only (seq, n_computed); a prefix hit would open the sequence with
- * shared blocks and start n_computed past them, with no other change here.
+ * Prefix cache (on by default, gw_sched_params.prefix_cache): a request's KV
+ * state is only (seq, n_computed). At admission the sequence opens on the
+ * longest cached prefix of its tokens (whole KV blocks, never the last
+ * token) and n_computed starts past it; the room check counts the blocks it
+ * still needs plus the idle cached blocks it takes out of the free count.
+ * A running request offers its blocks to the cache as they fill (so that a
+ * request admitted while it runs can already use them), and when it
+ * finishes or is preempted (so that its recompute starts on them while they
+ * last). Blocks only the cache holds count as free and are reclaimed, least
+ * recently used first, by the forward pass that needs them.
+ * Prefix-aware admission (after BatchLLM's grouping of requests that share
+ * a prefix): a waiting request whose prompt shares full blocks, not cached
+ * yet, with a running request that is still computing them waits for them
+ * instead of computing them a second time in parallel; requests behind it
+ * in the queue may go first meanwhile. The wait ends when that running
+ * request has computed the shared blocks (it has the step's budget before
+ * any admission), finishes or is preempted, so it is bounded by one prefill.
  *
  * Threads: the engine thread is the only one that touches the context and
  * the requests' engine state; the waiting/incoming lists and the stats are
@@ -52,6 +66,7 @@ typedef struct {
     int max_waiting;    /* submissions beyond this many waiting are refused; 0: no limit */
     int n_threads;      /* 0: all cores */
     int kv_block_size;  /* tokens per KV block */
+    bool prefix_cache;  /* reuse the KV of common prefixes (default on) */
     gw_metrics *metrics; /* may be NULL; not owned */
 } gw_sched_params;
 
@@ -101,8 +116,12 @@ void gw_sched_abort_all(gw_sched *s);
 
 typedef struct {
     int running, waiting;
-    int kv_total_tokens, kv_free_tokens;
-    uint64_t steps, preemptions, batch_tokens_total;
+    int kv_total_tokens, kv_free_tokens; /* free includes kv_idle_tokens */
+    int kv_cached_tokens, kv_idle_tokens; /* in prefix-cache blocks; idle: used by no request */
+    uint64_t steps, preemptions;
+    uint64_t batch_tokens_total;          /* tokens computed (prompt chunks + decodes) */
+    uint64_t prefix_queries, prefix_hits; /* tokens of admitted requests; of those, from the cache */
+    uint64_t prefix_evicted_blocks;
 } gw_sched_stats;
 /* A snapshot, updated by the engine thread after every step. */
 void gw_sched_get_stats(gw_sched *s, gw_sched_stats *st);
