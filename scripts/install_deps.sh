@@ -16,11 +16,12 @@ if [ ${#clean[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${clean[@]}" >/dev/null
 fi
-# numpy for the tests that generate random-weight models (bench/mkmodel.py);
-# without it tests/test_hf_model prints "skipped" instead of running.
-if ! python3 -c 'import numpy' >/dev/null 2>&1; then
+# Python packages of the tests (scripts/requirements-test.txt): numpy for the
+# random-weight models of tests/test_hf_model (bench/mkmodel.py), the openai
+# client for tests/test_server.sh; without them those parts print "skipped".
+if ! python3 -c 'import numpy, openai' >/dev/null 2>&1; then
   req="$(dirname "$0")/requirements-test.txt"
   python3 -m pip install --quiet -r "$req" 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages -r "$req" ||
-    echo "install_deps: could not install numpy; tests/test_hf_model will be skipped" >&2
+    echo "install_deps: could not install the test packages; parts of tests will be skipped" >&2
 fi
