@@ -60,14 +60,23 @@ int gw_model_n_vocab(const gw_model *m) { return m->n_vocab; }
 int gw_model_n_ctx_train(const gw_model *m) { return m->n_ctx_train; }
 const char *gw_model_chat_template(const gw_model *m) { return m->chat_template; }
 
-void gw_model_describe(const gw_model *m, char *buf, size_t buflen) {
-    double params = 0;
-    for (int64_t i = 0; i < gguf_n_tensors(m->file); i++) {
-        const gguf_tensor *t = gguf_tensor_at(m->file, i);
-        double n = 1;
-        for (int d = 0; d < t->n_dims; d++) n *= (double)t->ne[d];
-        params += n;
+/* Parameters counted from the model's own matrices and vectors, so GGUF and
+ * Hugging Face models (whose file holds only the tokenizer) read the same. */
+static double model_params(const gw_model *m) {
+    double p = (double)m->tok_embd.rows * m->tok_embd.cols + m->n_embd; /* + output norm */
+    if (m->output.data != m->tok_embd.data) p += (double)m->output.rows * m->output.cols;
+    for (int l = 0; l < m->n_layer; l++) {
+        const gw_layer *L = &m->layers[l];
+        const gw_matrix *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof w / sizeof *w; i++) p += (double)w[i]->rows * w[i]->cols;
+        p += 2.0 * m->n_embd; /* the two norms */
+        if (L->bq) p += L->wq.rows + L->wk.rows + L->wv.rows;
     }
+    return p;
+}
+
+void gw_model_describe(const gw_model *m, char *buf, size_t buflen) {
+    double params = model_params(m);
     snprintf(buf, buflen,
              "%s (%s): %.0fM params, %d layers, %d heads (%d KV), dim %d, ff %d, vocab %d, "
              "weights %s %.1f MiB, trained ctx %d",

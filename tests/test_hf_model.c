@@ -297,10 +297,10 @@ static bool mkmodel(const char *tok, const char *shape, const char *out, const c
 }
 
 static void check_golden_model(const char *tok, const golden_model *g) {
-    char dir[512], gguf[512];
+    char dir[2048], gguf[2048];
     snprintf(dir, sizeof dir, "%s/%s", tmp, g->shape);
     snprintf(gguf, sizeof gguf, "%s/%s.gguf", tmp, g->shape);
-    char extra[600];
+    char extra[2200];
     snprintf(extra, sizeof extra, "--gguf '%s'", gguf);
     if (!mkmodel(tok, g->shape, g->shape, "f32", extra)) return;
     double cs = checkpoint_checksum(dir);
