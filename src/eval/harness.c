@@ -482,6 +482,8 @@ int gw_eval_write_grid_svg(const char *path, const char *title, const int *lengt
     if (!f) return -1;
     const int cw = 64, ch = 28, left = 70, top = 50, bottom = 50;
     int w = left + cw * n_lengths + 20, h = top + ch * n_depths + bottom;
+    int title_w = left + (int)strlen(title) * 8 + 20; /* ~8 px per character at 14 px */
+    if (w < title_w) w = title_w;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", w, h);
     fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"14\">", left);
