@@ -12,7 +12,26 @@
  *  - build(n): the text at haystack size n. Whatever randomness a build needs
  *    (distractor needles, word lists, shuffles) comes from a generator that
  *    is re-seeded at every build, so build(n) is a pure function of n.
- * fit() then searches for the largest n whose prompt fits the length. */
+ * fit() then searches for the largest n whose prompt fits the length.
+ *
+ * Where this differs from RULER's generator (on purpose or by necessity):
+ *  - essay haystack: consecutive War and Peace sentences from a random start
+ *    (RULER: Paul Graham essays from the start, nltk's sentence splitter);
+ *  - multi-needle tasks put needles at depths 1/8, 3/8, 5/8, 7/8 in shuffled
+ *    order (RULER: random points of a 40-point grid); single needles go at
+ *    unit floor(depth * n);
+ *  - keys and values are drawn from our own word lists (words.c: 2,346
+ *    words; cwe therefore reaches about 52k tokens at most), all distinct,
+ *    and distractors never reuse a real key;
+ *  - cwe below 4096 tokens repeats words 6 and 1 times with a 20-word
+ *    example, RULER's own rule for small lengths; 30 and 3 from 4096 on;
+ *  - fwe's noise word is "...." as its prompt says (RULER's code writes
+ *    "..."); at least 100 words so that ranks 2-4 have distinct counts;
+ *  - vt's one-shot example is fitted to 500 tokens with the caller's counter
+ *    (template overhead included) and depends on the seed only;
+ *  - passkey keys are 10000-99999 and the filler comes in whole repetitions;
+ *  - shuffles use the sample's generator; every task, fwe included, fits
+ *    prompt + answer budget <= length. */
 #include "eval/ruler.h"
 
 #include <math.h>
