@@ -38,6 +38,19 @@ float parse_float(const char *s, const char *name) {
     return v;
 }
 
+/* Writes DIR_OF_EXECUTABLE/rel/name into path; true if that file is readable. */
+static bool exe_relative(const char *rel, const char *name, char *path, size_t cap) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return false;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return false;
+    *slash = 0;
+    snprintf(path, cap, "%s/%s/%s", exe, rel, name);
+    return access(path, R_OK) == 0;
+}
+
 /* Finds the default model when -m is not given. */
 const char *resolve_model(const char *given) {
     if (given) return given;
@@ -47,17 +60,7 @@ const char *resolve_model(const char *given) {
     snprintf(path, sizeof path, "models/%s", DEFAULT_MODEL_FILE);
     if (access(path, R_OK) == 0) return path;
     /* next to the executable: build/godwit -> ../models */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(path, sizeof path, "%s/../models/%s", exe, DEFAULT_MODEL_FILE);
-            if (access(path, R_OK) == 0) return path;
-        }
-    }
+    if (exe_relative("../models", DEFAULT_MODEL_FILE, path, sizeof path)) return path;
     die("no model given and the default model was not found (models/%s): pass -m FILE or run "
         "scripts/fetch_model.sh",
         DEFAULT_MODEL_FILE);
@@ -107,16 +110,6 @@ const char *resolve_data_file(const char *name) {
         if (access(path, R_OK) == 0) return path;
     }
     /* build/godwit -> ../../shared/data (the repo's sibling) */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(path, sizeof path, "%s/../../shared/data/%s", exe, name);
-            if (access(path, R_OK) == 0) return path;
-        }
-    }
+    if (exe_relative("../../shared/data", name, path, sizeof path)) return path;
     return NULL;
 }

@@ -192,6 +192,19 @@ static void fmt_duration(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
 }
 
+/* Appends a copy of r (its strings duplicated). */
+static void add_record(gw_eval_records *rs, const gw_eval_record *r) {
+    if (rs->n == rs->cap) {
+        rs->cap = rs->cap ? 2 * rs->cap : 64;
+        rs->v = realloc(rs->v, sizeof *rs->v * rs->cap);
+    }
+    gw_eval_record c = *r;
+    c.model = strdup(r->model);
+    c.config = strdup(r->config);
+    c.task = strdup(r->task);
+    rs->v[rs->n++] = c;
+}
+
 /* Keeps the records of this run's model/config/seed and tasks/lengths. */
 static void select_records(const gw_eval_records *all, const eval_options *o, const char *model,
                            gw_eval_records *out) {
@@ -211,29 +224,10 @@ static void select_records(const gw_eval_records *all, const eval_options *o, co
         } else if (r->index >= o->samples) {
             continue;
         }
-        if (out->n == out->cap) {
-            out->cap = out->cap ? 2 * out->cap : 64;
-            out->v = realloc(out->v, sizeof *out->v * out->cap);
-        }
-        gw_eval_record c = *r;
-        c.model = strdup(r->model);
-        c.config = strdup(r->config);
-        c.task = strdup(r->task);
-        out->v[out->n++] = c;
+        add_record(out, r);
     }
 }
 
-static void add_record(gw_eval_records *rs, const gw_eval_record *r) {
-    if (rs->n == rs->cap) {
-        rs->cap = rs->cap ? 2 * rs->cap : 64;
-        rs->v = realloc(rs->v, sizeof *rs->v * rs->cap);
-    }
-    gw_eval_record c = *r;
-    c.model = strdup(r->model);
-    c.config = strdup(r->config);
-    c.task = strdup(r->task);
-    rs->v[rs->n++] = c;
-}
 
 /* Whether a sample is in the results file already. Needle records carry the
  * requested depth; ruler/passkey records the depth the generator chose, so

@@ -9,6 +9,7 @@
 #include "backend/cpu/quant.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -34,44 +35,9 @@ bool gw_hf_is_model_path(const char *path) {
                                    ends_with(path, "config.json"));
 }
 
-/* Reads a whole (small) file; NULL with a message in err. */
-static char *read_text(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        gw_set_err(err, errlen, "model: cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 14, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, fp);
-        if (n < cap) break;
-        if (cap >= HF_MAX_JSON) {
-            free(buf);
-            fclose(fp);
-            gw_set_err(err, errlen, "model: %s is larger than %u bytes", path, HF_MAX_JSON);
-            return NULL;
-        }
-        cap *= 2;
-        char *nb = realloc(buf, cap + 1);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    bool ioerr = ferror(fp);
-    fclose(fp);
-    if (!buf || ioerr) {
-        free(buf);
-        gw_set_err(err, errlen, "model: %s %s", ioerr ? "error reading" : "out of memory reading", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static cJSON *read_json(const char *path, char *err, size_t errlen) {
     size_t len;
-    char *text = read_text(path, &len, err, errlen);
+    char *text = gw_read_small_file("model", path, HF_MAX_JSON, &len, err, errlen);
     if (!text) return NULL;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);

@@ -10,6 +10,7 @@
 #include "model/safetensors.h"
 #include "model/tensor_types.h"
 #include "util/error.h"
+#include "util/file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -399,45 +400,6 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static char *read_small_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        gw_set_err(err, errlen, "safetensors: cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, fp);
-        n += r;
-        if (n < cap) break;
-        if (cap >= max) {
-            gw_set_err(err, errlen, "safetensors: %s is larger than %zu bytes", path, max);
-            free(buf);
-            fclose(fp);
-            return NULL;
-        }
-        cap *= 2;
-        char *nb = realloc(buf, cap + 1);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    bool ioerr = ferror(fp);
-    fclose(fp);
-    if (!buf) {
-        gw_set_err(err, errlen, "safetensors: out of memory");
-        return NULL;
-    }
-    if (ioerr) {
-        gw_set_err(err, errlen, "safetensors: error reading %s", path);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static int add_file(st_checkpoint *c, const char *dir, const char *name, char *err, size_t errlen) {
     for (int i = 0; i < c->n_files; i++)
         if (strcmp(c->file_names[i], name) == 0) return i;
@@ -473,7 +435,7 @@ static bool load_index(st_checkpoint *c, const char *index_path, char *err, size
     if (slash) *slash = 0;
     else snprintf(dir, sizeof dir, ".");
     size_t len;
-    char *text = read_small_file(index_path, 64u << 20, &len, err, errlen);
+    char *text = gw_read_small_file("safetensors", index_path, 64u << 20, &len, err, errlen);
     if (!text) return false;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
