@@ -34,7 +34,12 @@ typedef struct {
     int n_batch;        /* most tokens in one forward pass */
     int n_threads;      /* 0: all cores */
     int kv_block_size;  /* tokens per KV block (16 by default) */
+    int device;         /* GW_DEVICE_CPU (default) or GW_DEVICE_CUDA (GPU 0; CUDA_VISIBLE_DEVICES picks) */
 } gw_context_params;
+
+enum { GW_DEVICE_CPU = 0, GW_DEVICE_CUDA = 1 };
+/* 1 if this build has the CUDA backend (-DGODWIT_CUDA=ON). */
+int gw_cuda_available(void);
 
 gw_context_params gw_context_default_params(void);
 gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, size_t errlen);
@@ -49,6 +54,8 @@ size_t gw_context_kv_bytes_per_token(const gw_context *c);
  * are reclaimed when a sequence needs them. */
 int gw_context_kv_free_tokens(const gw_context *c);
 int gw_context_kv_block_size(const gw_context *c);
+/* "cpu, 8 threads" or the GPU, its memory use and options. */
+void gw_context_describe_device(const gw_context *c, char *buf, size_t buflen);
 
 /* ---- sequences: each owns a block table in the paged KV cache ---- */
 int gw_seq_open(gw_context *c);                 /* new sequence id, or -1 */

@@ -18,6 +18,7 @@
 #include "backend/cpu/attention.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/threadpool.h"
+#include "backend/cuda/engine.h"
 #include "godwit.h"
 #include "kv/kv_cache.h"
 #include "kv/prefix_cache.h"
@@ -50,6 +51,9 @@ struct gw_context {
     int32_t n_tiles;            /*   tokens of one sequence, at most GW_ATTN_MAX_TILE */
     float *attn_parts;          /* split-KV partial results, n_batch * n_head_kv parts */
     size_t attn_part_floats;
+    gw_cuda_engine *cuda;       /* non-NULL: the forward runs on the GPU (pages live there) */
+    gw_cuda_run *runs;          /* [n_batch] the batch as runs, for the GPU */
+    int32_t *out_rows;          /* [n_batch] */
 };
 
 
@@ -92,10 +96,23 @@ gw_context_params gw_context_default_params(void) {
     return p;
 }
 
+int gw_cuda_available(void) {
+#ifdef GODWIT_CUDA
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 void gw_context_free(gw_context *c) {
     if (!c) return;
     for (int i = 0; i < MAX_SEQS; i++)
         if (c->seq_used[i]) gw_kv_seq_release(&c->kv, &c->seqs[i]);
+#ifdef GODWIT_CUDA
+    gw_cuda_engine_free(c->cuda);
+#endif
+    free(c->runs);
+    free(c->out_rows);
     gw_prefix_cache_free(c->prefix);
     gw_kv_pool_free(&c->kv);
     gw_threadpool_free(c->pool);
@@ -126,6 +143,17 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
         gw_set_err(err, errlen, "context: n_ctx, n_batch and kv_block_size must be positive");
         return NULL;
     }
+    if (p->device != GW_DEVICE_CPU && p->device != GW_DEVICE_CUDA) {
+        gw_set_err(err, errlen, "context: unknown device %d", p->device);
+        return NULL;
+    }
+#ifndef GODWIT_CUDA
+    if (p->device == GW_DEVICE_CUDA) {
+        gw_set_err(err, errlen, "this godwit was built without the CUDA backend (build with "
+                                "cmake -DGODWIT_CUDA=ON, or make CUDA=1)");
+        return NULL;
+    }
+#endif
     gw_context *c = calloc(1, sizeof *c);
     if (!c) goto oom;
     c->model = m;
@@ -135,7 +163,11 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
     c->pool = gw_threadpool_new(threads);
     if (!c->pool) goto oom;
     int32_t n_blocks = (p->n_ctx + p->kv_block_size - 1) / p->kv_block_size;
-    if (gw_kv_pool_init(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size, n_blocks) != 0) {
+    int kv_rc = p->device == GW_DEVICE_CUDA
+                    ? gw_kv_pool_init_external(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size,
+                                               n_blocks, NULL, NULL)
+                    : gw_kv_pool_init(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size, n_blocks);
+    if (kv_rc != 0) {
         gw_set_err(err, errlen, "context: cannot allocate the KV cache (%d tokens, %.1f MiB)", p->n_ctx,
                 (double)n_blocks * p->kv_block_size * 2.0 * m->n_layer * m->n_head_kv * m->head_dim * 2 /
                     1048576.0);
@@ -151,24 +183,26 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
         if (m->rope_freq_factors) f /= m->rope_freq_factors[i];
         c->inv_freq[i] = f / m->rope_scale;
     }
-    size_t B = (size_t)p->n_batch;
+    /* Bh: tokens the CPU's activation buffers hold (none are used when the
+     * forward runs on the GPU); B: tokens of the per-token bookkeeping. */
+    size_t B = (size_t)p->n_batch, Bh = p->device == GW_DEVICE_CUDA ? 1 : B;
     size_t qd = (size_t)m->n_head * m->head_dim, kvd = (size_t)m->n_head_kv * m->head_dim;
     size_t maxk = (size_t)m->n_embd;
     if ((size_t)m->n_ff > maxk) maxk = (size_t)m->n_ff;
     if (qd > maxk) maxk = qd;
-    c->x = malloc(B * m->n_embd * sizeof(float));
-    c->xn = malloc(B * m->n_embd * sizeof(float));
-    c->q = malloc(B * qd * sizeof(float));
-    c->k = malloc(B * kvd * sizeof(float));
-    c->v = malloc(B * kvd * sizeof(float));
-    c->att = malloc(B * qd * sizeof(float));
-    c->gate = malloc(B * m->n_ff * sizeof(float));
-    c->up = malloc(B * m->n_ff * sizeof(float));
-    c->rope_cos = malloc(B * half * sizeof(float));
-    c->rope_sin = malloc(B * half * sizeof(float));
+    c->x = malloc(Bh * m->n_embd * sizeof(float));
+    c->xn = malloc(Bh * m->n_embd * sizeof(float));
+    c->q = malloc(Bh * qd * sizeof(float));
+    c->k = malloc(Bh * kvd * sizeof(float));
+    c->v = malloc(Bh * kvd * sizeof(float));
+    c->att = malloc(Bh * qd * sizeof(float));
+    c->gate = malloc(Bh * m->n_ff * sizeof(float));
+    c->up = malloc(Bh * m->n_ff * sizeof(float));
+    c->rope_cos = malloc(Bh * half * sizeof(float));
+    c->rope_sin = malloc(Bh * half * sizeof(float));
     /* Activations in their largest format (F32 for float weights) plus the
      * bytes of one block of rounding, for up to MAX_SHARED formats at once. */
-    c->xq_bytes = B * (maxk * sizeof(float) + 512);
+    c->xq_bytes = Bh * (maxk * sizeof(float) + 512);
     c->xq = malloc(MAX_SHARED * c->xq_bytes);
     c->attn_scratch_floats = gw_attention_scratch_floats(m->n_head / m->n_head_kv, m->head_dim);
     c->attn_scratch = malloc((size_t)threads * c->attn_scratch_floats * sizeof(float));
@@ -178,11 +212,25 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
     {
         size_t G = (size_t)(m->n_head / m->n_head_kv);
         c->attn_part_floats = G * m->head_dim + 2 * G;
-        c->attn_parts = malloc(B * m->n_head_kv * c->attn_part_floats * sizeof(float));
+        c->attn_parts = malloc(Bh * m->n_head_kv * c->attn_part_floats * sizeof(float));
     }
     if (!c->attn_parts || !c->tok_visible || !c->tile_start || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
         !c->rope_cos || !c->rope_sin || !c->xq || !c->attn_scratch || !c->tok_slot)
         goto oom;
+#ifdef GODWIT_CUDA
+    if (p->device == GW_DEVICE_CUDA) {
+        c->runs = malloc(B * sizeof *c->runs);
+        c->out_rows = malloc(B * sizeof *c->out_rows);
+        if (!c->runs || !c->out_rows) goto oom;
+        c->cuda = gw_cuda_engine_new(m, c->inv_freq, n_blocks, p->kv_block_size, p->n_batch, err, errlen);
+        if (!c->cuda) {
+            gw_context_free(c);
+            return NULL;
+        }
+        c->kv.copy_block = gw_cuda_engine_copy_block;
+        c->kv.copy_arg = c->cuda;
+    }
+#endif
     return c;
 oom:
     gw_set_err(err, errlen, "context: out of memory");
@@ -196,6 +244,16 @@ int gw_context_n_threads(const gw_context *c) { return gw_threadpool_size(c->poo
 size_t gw_context_kv_bytes_per_token(const gw_context *c) { return gw_kv_bytes_per_token(&c->kv); }
 int gw_context_kv_free_tokens(const gw_context *c) { return gw_kv_pool_available(&c->kv) * c->kv.block_size; }
 int gw_context_kv_block_size(const gw_context *c) { return c->kv.block_size; }
+
+void gw_context_describe_device(const gw_context *c, char *buf, size_t buflen) {
+#ifdef GODWIT_CUDA
+    if (c->cuda) {
+        gw_cuda_engine_describe(c->cuda, buf, buflen);
+        return;
+    }
+#endif
+    snprintf(buf, buflen, "cpu, %d threads", gw_threadpool_size(c->pool));
+}
 
 int gw_seq_open(gw_context *c) {
     for (int i = 0; i < MAX_SEQS; i++) {
@@ -535,6 +593,46 @@ static void embed_task(void *arg, int64_t t, int thread) {
                       j->c->x + t * m->n_embd, m->n_embd);
 }
 
+#ifdef GODWIT_CUDA
+/* The GPU path: the batch as runs of consecutive slots of one sequence (the
+ * cache blocks are already reserved), handed to the CUDA engine. */
+static int forward_cuda(gw_context *c, const gw_batch *b, float *out, char *err, size_t errlen) {
+    const int T = b->n_tokens, bs = c->kv.block_size;
+    int n_runs = 0, n_out = 0;
+    for (int t = 0; t < T; t++) {
+        const gw_kv_seq *s = &c->seqs[b->seq[t]];
+        gw_cuda_run *r = n_runs ? &c->runs[n_runs - 1] : NULL;
+        if (r && b->seq[t - 1] == b->seq[t] && c->tok_slot[t] == c->tok_slot[t - 1] + 1) {
+            r->n++;
+        } else {
+            r = &c->runs[n_runs++];
+            r->first = t;
+            r->n = 1;
+            r->blocks = s->blocks;
+        }
+        r->kv_len = c->tok_slot[t] + 1;
+        r->n_blocks = (r->kv_len + bs - 1) / bs;
+        if (b->logits && b->logits[t]) c->out_rows[n_out++] = t;
+    }
+    /* global slot = block * block_size + offset (tok_visible as scratch) */
+    for (int t = 0; t < T; t++) {
+        int32_t slot = c->tok_slot[t];
+        c->tok_visible[t] = c->seqs[b->seq[t]].blocks[slot / bs] * bs + slot % bs;
+    }
+    gw_cuda_batch cb = {T, b->token, b->pos, c->tok_visible, n_runs, c->runs, n_out, c->out_rows};
+    if (gw_cuda_engine_forward(c->cuda, &cb, out, err, errlen) != 0) {
+        /* the pages of this batch may be half written: forget its tokens */
+        for (int t = 0; t < T; t++) {
+            gw_kv_seq *q = &c->seqs[b->seq[t]];
+            gw_kv_seq_truncate(&c->kv, q, q->n_tokens);
+        }
+        return -1;
+    }
+    for (int t = 0; t < T; t++) c->seqs[b->seq[t]].n_tokens = c->tok_slot[t] + 1;
+    return 0;
+}
+#endif
+
 int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t errlen) {
     const gw_model *m = c->model;
     const int T = b->n_tokens;
@@ -578,6 +676,10 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
             return -1;
         }
     }
+
+#ifdef GODWIT_CUDA
+    if (c->cuda) return forward_cuda(c, b, out, err, errlen);
+#endif
 
     const int E = m->n_embd, H = m->n_head, KV = m->n_head_kv, D = m->head_dim, F = m->n_ff;
     const int half = m->rope_dim / 2;

@@ -20,7 +20,7 @@ contains() { grep -q -- "$2" <<<"$1"; }
 out=$("$bin" --help 2>&1); rc=$?
 check "main help" [ $rc -eq 0 ]
 check "main help lists run" contains "$out" "run "
-for cmd in run chat ppl bench info eval; do
+for cmd in run chat ppl bench info eval logits; do
   out=$("$bin" $cmd --help 2>&1); rc=$?
   check "$cmd --help exits 0" [ $rc -eq 0 ]
   check "$cmd --help shows usage" contains "$out" "usage: godwit $cmd"
@@ -88,6 +88,32 @@ out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$
 check "bench exits 0" [ $rc -eq 0 ]
 check "bench pp json" contains "$out" '"test":"pp16","depth":0'
 check "bench tg json" contains "$out" '"test":"tg4","depth":0'
+
+# logits: the prompt's logits file, and a greedy continuation that does not
+# depend on how much of it was prompt (prefill path) or generated (decode path)
+out=$("$bin" logits -m "$model" --ids 1,2,3 --out "$tmp/l.bin" --generate 3 2>/dev/null); rc=$?
+check "logits exits 0" [ $rc -eq 0 ]
+check "logits json" contains "$out" '"n_prompt":3,"n_vocab":49152,"generated":\['
+check "logits file is [3][49152] float32" [ "$(stat -c %s "$tmp/l.bin" 2>/dev/null)" = $((3 * 49152 * 4)) ]
+gen=$(sed -n 's/.*"generated":\[\([0-9,]*\)\].*/\1/p' <<<"$out")
+first=${gen%%,*}
+out2=$(printf '1 2\n3,%s' "$first" >"$tmp/ids.txt"; "$bin" logits -m "$model" --ids-file "$tmp/ids.txt" --generate 2 2>/dev/null)
+check "logits: prompt+1 continues as decode did ($gen)" contains "$out2" "\"generated\":\[${gen#*,}\]"
+out=$("$bin" logits -m "$model" --ids 1,x 2>&1); rc=$?
+check "logits bad id exits 1" [ $rc -eq 1 ]
+check "logits bad id named" contains "$out" "bad token id near 'x'"
+out=$("$bin" logits -m "$model" --ids 1 --ids-file "$tmp/ids.txt" 2>&1); rc=$?
+check "logits --ids and --ids-file exits 2" [ $rc -eq 2 ]
+out=$("$bin" logits -m "$model" --ids 99999999 2>&1); rc=$?
+check "logits id outside vocabulary refused" contains "$out" "outside the model's vocabulary"
+out=$("$bin" run -m "$model" -p hi --device tpu 2>&1); rc=$?
+check "unknown device exits 1" [ $rc -eq 1 ]
+check "unknown device named" contains "$out" "--device must be cpu or cuda, not 'tpu'"
+out=$("$bin" run -m "$model" -p hi -n 4 --device cpu 2>&1); rc=$?
+check "--device cpu runs" [ $rc -eq 0 ]
+out=$("$bin" bench -m "$model" --pp 4 --tg 0 --reps 1 --device cuda 2>&1); rc=$?
+check "--device cuda fails cleanly without a GPU ($rc)" [ $rc -eq 1 ]
+check "--device cuda message" grep -q -E "without the CUDA backend|no CUDA device|CUDA backend" <<<"$out"
 
 out=$("$bin" info -m "$model" 2>&1); rc=$?
 check "info exits 0" [ $rc -eq 0 ]

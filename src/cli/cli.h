@@ -26,7 +26,12 @@ const char *resolve_model(const char *given);
 const char *resolve_data_file(const char *name);
 /* Whole file (or stdin for "-"), NUL-terminated; exits on error. */
 char *read_file(const char *path, size_t *len);
+/* --device: "cpu" -> GW_DEVICE_CPU, "cuda" (or "gpu") -> GW_DEVICE_CUDA; exits on
+ * anything else, and for cuda when this build has no CUDA backend. */
+int parse_device(const char *s);
+#define DEVICE_HELP "      --device D          cpu or cuda (default: cpu; cuda needs a -DGODWIT_CUDA=ON build)\n"
 
 int cmd_eval(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 #endif

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "godwit.h"
+
 double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -112,4 +114,16 @@ const char *resolve_data_file(const char *name) {
     /* build/godwit -> ../../shared/data (the repo's sibling) */
     if (exe_relative("../../shared/data", name, path, sizeof path)) return path;
     return NULL;
+}
+
+int parse_device(const char *s) {
+    if (!strcmp(s, "cpu")) return GW_DEVICE_CPU;
+    if (!strcmp(s, "cuda") || !strcmp(s, "gpu")) {
+        if (!gw_cuda_available())
+            die("%s", "--device cuda: this godwit was built without the CUDA backend (build with "
+                      "cmake -DGODWIT_CUDA=ON, or make CUDA=1)");
+        return GW_DEVICE_CUDA;
+    }
+    die("--device must be cpu or cuda, not '%s'", s);
+    return GW_DEVICE_CPU;
 }

@@ -33,7 +33,7 @@ typedef struct {
     int n_depths;
     int samples;
     uint64_t seed;
-    int threads, batch, kv_block;
+    int threads, batch, kv_block, device;
     bool no_template;
     bool quiet;
 } eval_options;
@@ -72,7 +72,7 @@ static void usage_eval(FILE *f) {
             "      --no-template       do not apply the chat template\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass while prefilling (default: 512)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n"
+            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP
             "  -q, --quiet             no per-sample progress lines\n");
 }
 
@@ -150,6 +150,7 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) o->batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) o->kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--device")) o->device = parse_device(NEXT());
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = true;
         else {
             fprintf(stderr, "godwit eval: unknown option '%s'\n\n", a);
@@ -355,7 +356,7 @@ static int run_eval(const eval_options *o) {
             die("%s", err);
         }
         gw_context_params cp = {.n_ctx = max_length, .n_batch = o->batch, .n_threads = o->threads,
-                                .kv_block_size = o->kv_block};
+                                .kv_block_size = o->kv_block, .device = o->device};
         ctx = gw_context_new(m, &cp, err, sizeof err);
         if (!ctx) {
             fputc('\n', stderr);

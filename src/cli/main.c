@@ -34,6 +34,7 @@ typedef struct {
     int n_batch;
     int n_threads;
     int kv_block;
+    int device;
     bool chat_template;   /* run: wrap the prompt as one user turn */
     bool no_bos;
     bool verbose;
@@ -52,6 +53,7 @@ static const char *common_help =
     "  -c, --ctx N             context size in tokens (default: 4096, at most the model's)\n"
     "  -b, --batch N           tokens per forward pass while prefilling (default: 512)\n"
     "      --kv-block N        tokens per KV cache block (default: 16)\n"
+    DEVICE_HELP
     "  -n, --n-predict N       tokens to generate (default: 128 for run, 512 per chat turn)\n"
     "      --temp T            temperature; 0 = greedy (default: 0.8)\n"
     "      --top-k K           keep the K most likely tokens; 0 = off (default: 40)\n"
@@ -73,6 +75,7 @@ static void usage_main(FILE *f) {
             "  chat   interactive chat with the model's chat template\n"
             "  ppl    perplexity of a text file (llama.cpp's chunks or sliding windows)\n"
             "  bench  prompt-processing and generation speed (llama-bench's tests)\n"
+            "  logits raw logits of a token-id prompt and its greedy continuation (for checks)\n"
             "  eval   long-context evaluation: RULER-style tasks, passkey, needle grid\n"
             "  serve  OpenAI-compatible HTTP server with continuous batching\n"
             "  info   print a GGUF file's metadata and tensors\n\n"
@@ -135,6 +138,7 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) o->n_batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) o->kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--device")) o->device = parse_device(NEXT());
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->n_predict = parse_int(NEXT(), a);
         else if (!strcmp(a, "--temp")) o->sp.temperature = parse_float(NEXT(), a);
         else if (!strcmp(a, "--top-k")) o->sp.top_k = parse_int(NEXT(), a);
@@ -330,7 +334,7 @@ static void open_session(session *s, const options *o) {
         n_ctx = gw_model_n_ctx_train(s->model);
     }
     gw_context_params cp = {.n_ctx = n_ctx, .n_batch = o->n_batch, .n_threads = o->n_threads,
-                            .kv_block_size = o->kv_block};
+                            .kv_block_size = o->kv_block, .device = o->device};
     s->ctx = gw_context_new(s->model, &cp, err, sizeof err);
     if (!s->ctx) {
         fputc('\n', stderr);
@@ -513,7 +517,7 @@ static void usage_ppl(FILE *f) {
             "      --chunks K          evaluate at most K chunks or windows (default: all)\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n");
+            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP);
 }
 
 static void ppl_progress(int done, int total, double ppl, void *user) {
@@ -524,7 +528,7 @@ static void ppl_progress(int done, int total, double ppl, void *user) {
 
 static int cmd_ppl(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
-    int n_ctx = 2048, n_chunks = 0, threads = 0, batch = 512, kv_block = 16, stride = 0;
+    int n_ctx = 2048, n_chunks = 0, threads = 0, batch = 512, kv_block = 16, stride = 0, device = GW_DEVICE_CPU;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("option %s needs a value", a), ""))
@@ -542,6 +546,7 @@ static int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--device")) device = parse_device(NEXT());
         else {
             fprintf(stderr, "godwit ppl: unknown option '%s'\n\n", a);
             usage_ppl(stderr);
@@ -572,7 +577,7 @@ static int cmd_ppl(int argc, char **argv) {
     if (n_tokens < 0) die("%s", "tokenization failed");
     fprintf(stderr, "%s: %lld tokens (tokenized in %.2f s)\n", file, (long long)n_tokens, now_s() - t0);
     gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch < n_ctx ? batch : n_ctx, .n_threads = threads,
-                            .kv_block_size = kv_block};
+                            .kv_block_size = kv_block, .device = device};
     gw_context *c = gw_context_new(m, &cp, err, sizeof err);
     if (!c) die("%s", err);
     gw_ppl_params pp = {.n_ctx = n_ctx, .n_chunks = n_chunks, .stride = stride,
@@ -612,7 +617,7 @@ static void usage_bench(FILE *f) {
             "      --json              one JSON object per test on stdout\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n");
+            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP);
 }
 
 static uint64_t bench_rng = 88172645463325252ull;
@@ -624,7 +629,9 @@ static int32_t random_token(int n_vocab) {
 }
 
 /* Fills a fresh sequence with `depth` random tokens, then times either a
- * prefill of n tokens (pp) or n single-token decode steps (tg). */
+ * prefill of n tokens (pp) or n single-token decode steps (tg). One decode
+ * step runs untimed before a tg measurement (on a GPU it captures the step's
+ * CUDA graph). */
 static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp) {
     char err[256];
     int B = gw_context_n_batch(c);
@@ -634,10 +641,12 @@ static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp) 
     float *logits = malloc(sizeof(float) * n_vocab);
     int seq = gw_seq_open(c);
     double t_start = 0;
-    int total = depth + n;
+    const int warm = pp ? 0 : 1, timed_from = depth + warm;
+    int total = timed_from + n;
     for (int done = 0; done < total;) {
-        if (done == depth) t_start = now_s();
+        if (done == timed_from) t_start = now_s();
         int limit = done < depth ? depth : total;
+        if (done >= depth && done < timed_from) limit = timed_from;
         int m = limit - done;
         if (done >= depth && !pp) m = 1;
         if (m > B) m = B;
@@ -659,7 +668,7 @@ static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp) 
 
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    int pp = 512, tg = 128, reps = 3, threads = 0, batch = 512, kv_block = 16;
+    int pp = 512, tg = 128, reps = 3, threads = 0, batch = 512, kv_block = 16, device = GW_DEVICE_CPU;
     bool json = false;
     int depths[16] = {0}, n_depths = 1;
     for (int i = 2; i < argc; i++) {
@@ -675,6 +684,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--device")) device = parse_device(NEXT());
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--depth")) {
             char *list = strdup(NEXT()), *save = NULL;
@@ -704,14 +714,16 @@ static int cmd_bench(int argc, char **argv) {
     gw_model *m = gw_model_load(path, err, sizeof err);
     if (!m) die("%s", err);
     int n_ctx = max_depth + (pp > tg ? pp : tg) + 16;
-    gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch, .n_threads = threads, .kv_block_size = kv_block};
+    gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch, .n_threads = threads, .kv_block_size = kv_block,
+                            .device = device};
     gw_context *c = gw_context_new(m, &cp, err, sizeof err);
     if (!c) die("%s", err);
     const int V = gw_model_n_vocab(m);
     char desc[512];
     gw_model_describe(m, desc, sizeof desc);
-    if (!json) printf("%s\nthreads %d\n%-8s %6s %14s %10s\n", desc, gw_context_n_threads(c), "test", "depth",
-                      "tok/s", "GB/s");
+    char dev[512];
+    gw_context_describe_device(c, dev, sizeof dev);
+    if (!json) printf("%s\n%s\n%-8s %6s %14s %10s\n", desc, dev, "test", "depth", "tok/s", "GB/s");
     bench_once(c, V, 0, 16, true); /* warm-up: page in the weights */
     for (int di = 0; di < n_depths; di++) {
         for (int kind = 0; kind < 2; kind++) {
@@ -735,9 +747,9 @@ static int cmd_bench(int argc, char **argv) {
             if (json)
                 printf("{\"test\":\"%s\",\"depth\":%d,\"n_tokens\":%d,\"threads\":%d,\"reps\":%d,"
                        "\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"bytes_per_token\":%.0f,"
-                       "\"gb_per_s\":%.3f,\"model\":\"%s\"}\n",
+                       "\"gb_per_s\":%.3f,\"device\":\"%s\",\"model\":\"%s\"}\n",
                        test, depths[di], n, gw_context_n_threads(c), reps, mean, sd, kind == 1 ? bytes : 0.0,
-                       gbs, path);
+                       gbs, device == GW_DEVICE_CUDA ? "cuda" : "cpu", path);
             else
                 printf("%-8s %6d %8.2f ± %-5.2f %10s\n", test, depths[di], mean, sd,
                        kind == 1 ? (snprintf(desc, sizeof desc, "%.2f", gbs), desc) : "-");
@@ -799,6 +811,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "info")) return cmd_info(argc, argv);
     if (!strcmp(argv[1], "ppl")) return cmd_ppl(argc, argv);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(argv[1], "logits")) return cmd_logits(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
     if (!strcmp(argv[1], "serve")) return cmd_serve(argc, argv);
     fprintf(stderr, "godwit: unknown command '%s'\n\n", argv[1]);

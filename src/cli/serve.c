@@ -49,7 +49,7 @@ static void usage_serve(FILE *f) {
             "      --max-body BYTES    largest request body, k/M suffixes allowed (default: 8M);\n"
             "                          larger ones get 413\n"
             "  -t, --threads N         compute threads (default: all cores)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n"
+            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP
             "      --no-prefix-cache   do not reuse the KV of common prompt prefixes (by default\n"
             "                          full KV blocks stay cached by their tokens after a request\n"
             "                          and a request starts on the longest cached prefix; cached\n"
@@ -106,6 +106,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-body")) max_body = parse_bytes(NEXT(), a);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) sp.n_threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) sp.kv_block_size = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--device")) sp.device = parse_device(NEXT());
         else if (!strcmp(a, "--no-prefix-cache")) sp.prefix_cache = false;
         else if (!strcmp(a, "--shutdown-timeout")) shutdown_timeout = parse_float(NEXT(), a);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = 1;

@@ -6,30 +6,50 @@
 
 #include "backend/cpu/quant.h"
 
-int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
-                    int32_t n_blocks) {
+static int pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size, int32_t n_blocks,
+                     bool host_pages) {
     memset(p, 0, sizeof *p);
     p->n_layer = n_layer;
     p->n_head_kv = n_head_kv;
     p->head_dim = head_dim;
     p->block_size = block_size;
     p->n_blocks = n_blocks;
-    size_t elems = (size_t)n_blocks * n_layer * n_head_kv * block_size * head_dim;
-    p->k = malloc(elems * sizeof(uint16_t));
-    p->v = malloc(elems * sizeof(uint16_t));
+    if (host_pages) {
+        size_t elems = (size_t)n_blocks * n_layer * n_head_kv * block_size * head_dim;
+        p->k = malloc(elems * sizeof(uint16_t));
+        p->v = malloc(elems * sizeof(uint16_t));
+        if (!p->k || !p->v) {
+            gw_kv_pool_free(p);
+            return -1;
+        }
+    }
     p->refcount = calloc((size_t)n_blocks, sizeof(int32_t));
     p->free_list = malloc((size_t)n_blocks * sizeof(int32_t));
     p->cached = calloc((size_t)n_blocks, 1);
     p->lru_prev = malloc((size_t)n_blocks * sizeof(int32_t));
     p->lru_next = malloc((size_t)n_blocks * sizeof(int32_t));
     p->lru_head = p->lru_tail = -1;
-    if (!p->k || !p->v || !p->refcount || !p->free_list || !p->cached || !p->lru_prev || !p->lru_next) {
+    if (!p->refcount || !p->free_list || !p->cached || !p->lru_prev || !p->lru_next) {
         gw_kv_pool_free(p);
         return -1;
     }
     /* Hand out low block ids first (pop from the end). */
     for (int32_t i = 0; i < n_blocks; i++) p->free_list[i] = n_blocks - 1 - i;
     p->n_free = n_blocks;
+    return 0;
+}
+
+int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
+                    int32_t n_blocks) {
+    return pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, true);
+}
+
+int gw_kv_pool_init_external(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
+                             int32_t n_blocks, int (*copy_block)(void *arg, int32_t dst, int32_t src),
+                             void *copy_arg) {
+    if (pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, false) != 0) return -1;
+    p->copy_block = copy_block;
+    p->copy_arg = copy_arg;
     return 0;
 }
 
@@ -143,9 +163,14 @@ int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens) {
     if (seq_grow(s, need) != 0) return -1;
     if (cow) {
         int32_t old = s->blocks[wb], b = block_alloc(p);
-        size_t elems = (size_t)p->n_layer * p->n_head_kv * p->block_size * p->head_dim;
-        memcpy(p->k + (size_t)b * elems, p->k + (size_t)old * elems, elems * sizeof(uint16_t));
-        memcpy(p->v + (size_t)b * elems, p->v + (size_t)old * elems, elems * sizeof(uint16_t));
+        if (p->k) {
+            size_t elems = (size_t)p->n_layer * p->n_head_kv * p->block_size * p->head_dim;
+            memcpy(p->k + (size_t)b * elems, p->k + (size_t)old * elems, elems * sizeof(uint16_t));
+            memcpy(p->v + (size_t)b * elems, p->v + (size_t)old * elems, elems * sizeof(uint16_t));
+        } else if (p->copy_block && p->copy_block(p->copy_arg, b, old) != 0) {
+            gw_kv_block_unref(p, b);
+            return -1;
+        }
         s->blocks[wb] = b;
         gw_kv_block_unref(p, old);
     }

@@ -41,6 +41,10 @@ typedef struct {
      * cache, -1 to keep it (it still has cached children). NULL: never reclaim. */
     int (*evict)(void *arg, int32_t block);
     void *evict_arg;
+    /* Pages held elsewhere (a GPU): k and v are NULL and copy-on-write calls
+     * this to copy block src's contents to block dst. */
+    int (*copy_block)(void *arg, int32_t dst, int32_t src);
+    void *copy_arg;
 } gw_kv_pool;
 
 typedef struct {
@@ -52,6 +56,11 @@ typedef struct {
 /* Returns 0 or -1 (out of memory). */
 int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
                     int32_t n_blocks);
+/* Bookkeeping only (block tables, references, prefix-cache state): the pages
+ * live on a device that owns them; copy_block copies one block there. */
+int gw_kv_pool_init_external(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
+                             int32_t n_blocks, int (*copy_block)(void *arg, int32_t dst, int32_t src),
+                             void *copy_arg);
 void gw_kv_pool_free(gw_kv_pool *p);
 size_t gw_kv_bytes_per_token(const gw_kv_pool *p);
 

@@ -242,7 +242,7 @@ gw_sched *gw_sched_new(gw_model *m, const gw_sched_params *p, char *err, size_t 
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->done_cv, NULL);
     gw_context_params cp = {.n_ctx = p->n_ctx, .n_batch = p->batch_tokens, .n_threads = p->n_threads,
-                            .kv_block_size = p->kv_block_size};
+                            .kv_block_size = p->kv_block_size, .device = p->device};
     s->ctx = gw_context_new(m, &cp, err, errlen);
     if (!s->ctx) {
         gw_sched_free(s);

@@ -66,6 +66,7 @@ typedef struct {
     int max_waiting;    /* submissions beyond this many waiting are refused; 0: no limit */
     int n_threads;      /* 0: all cores */
     int kv_block_size;  /* tokens per KV block */
+    int device;         /* GW_DEVICE_CPU or GW_DEVICE_CUDA (godwit.h) */
     bool prefix_cache;  /* reuse the KV of common prefixes (default on) */
     gw_metrics *metrics; /* may be NULL; not owned */
 } gw_sched_params;

@@ -71,6 +71,24 @@ int gw_cuda_free(void *p);
 /* Waits for the stream; reports asynchronous kernel faults. */
 int gw_cuda_sync(void *stream);
 
+/* Streams, copies and pinned host memory (thin wrappers that record a message
+ * on failure). kind: GW_CUDA_H2D, GW_CUDA_D2H or GW_CUDA_D2D; copies are
+ * asynchronous on `stream` (a pageable host buffer makes them synchronous). */
+enum { GW_CUDA_H2D = 0, GW_CUDA_D2H = 1, GW_CUDA_D2D = 2 };
+int gw_cuda_stream_new(void **stream);
+void gw_cuda_stream_free(void *stream);
+int gw_cuda_memcpy(void *dst, const void *src, size_t bytes, int kind, void *stream);
+int gw_cuda_memset(void *dst, int value, size_t bytes, void *stream);
+int gw_cuda_host_alloc(void **p, size_t bytes);
+void gw_cuda_host_free(void *p);
+int gw_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
+/* CUDA graphs: everything launched on `stream` between begin and end is
+ * recorded (not run) and instantiated into *graph_exec; launch replays it. */
+int gw_cuda_graph_begin(void *stream);
+int gw_cuda_graph_end(void *stream, void **graph_exec);
+int gw_cuda_graph_launch(void *graph_exec, void *stream);
+void gw_cuda_graph_free(void *graph_exec);
+
 /* ---- element-wise ops (all f32 math) ---- */
 
 /* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i], rows of dim floats. */
@@ -90,6 +108,12 @@ int gw_cuda_add_bias(void *y, gw_cuda_dtype type, int64_t stride, const float *b
  * be the two halves of one [rows][2*dim] GEMM output). */
 int gw_cuda_swiglu(const void *gate, const void *up, gw_cuda_dtype in_type, int64_t in_stride, void *out,
                    gw_cuda_dtype out_type, int64_t out_stride, int n_rows, int dim, void *stream);
+
+/* y[r][c] = bf16(x[r][c]) for rows x cols, row strides in elements. */
+int gw_cuda_f32_to_bf16(const float *x, int64_t x_stride, uint16_t *y, int64_t y_stride, int rows, int cols,
+                        void *stream);
+/* out[i][:] = x[idx[i]][:] (dim floats per row; idx a device array of n rows). */
+int gw_cuda_gather_rows(const float *x, const int32_t *idx, int n, int dim, float *out, void *stream);
 
 /* RoPE in place on x[t][h][d] (t < n_tokens, h < n_heads, d < head_dim; token
  * stride `token_stride` elements, heads contiguous). Rotates the first rope_dim

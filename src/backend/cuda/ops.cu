@@ -328,3 +328,37 @@ extern "C" int gw_cuda_dequantize(uint32_t type, const void *W, size_t row_bytes
 #undef DEQ_CASE
     return gw_cuda_check_launch("dequantize");
 }
+
+/* ------------------------------------------------------ conversion, gather */
+
+__global__ void f32_to_bf16_kernel(const float *x, int64_t x_stride, uint16_t *y, int64_t y_stride, int rows,
+                                   int cols) {
+    const int64_t n = (int64_t)rows * cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / cols, c = i % cols;
+        y[r * y_stride + c] = gw_f32_bf16(x[r * x_stride + c]);
+    }
+}
+
+extern "C" int gw_cuda_f32_to_bf16(const float *x, int64_t x_stride, uint16_t *y, int64_t y_stride, int rows,
+                                   int cols, void *stream) {
+    if (rows <= 0 || cols <= 0) return GW_CUDA_OK;
+    f32_to_bf16_kernel<<<grid_for((int64_t)rows * cols), 256, 0, GW_STREAM(stream)>>>(x, x_stride, y, y_stride,
+                                                                                      rows, cols);
+    return gw_cuda_check_launch("f32_to_bf16");
+}
+
+__global__ void gather_rows_kernel(const float *x, const int32_t *idx, int n, int dim, float *out) {
+    const int64_t total = (int64_t)n * dim;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / dim, c = i % dim;
+        out[i] = x[(int64_t)idx[r] * dim + c];
+    }
+}
+
+extern "C" int gw_cuda_gather_rows(const float *x, const int32_t *idx, int n, int dim, float *out, void *stream) {
+    if (n <= 0 || dim <= 0) return GW_CUDA_OK;
+    gather_rows_kernel<<<grid_for((int64_t)n * dim), 256, 0, GW_STREAM(stream)>>>(x, idx, n, dim, out);
+    return gw_cuda_check_launch("gather_rows");
+}

@@ -154,3 +154,75 @@ extern "C" size_t gw_cuda_row_bytes(uint32_t type, int64_t n) {
     if (!gwq::supported(type) || n < 0 || n % gwq::block_elems(type)) return 0;
     return (size_t)(n / gwq::block_elems(type)) * (size_t)gwq::block_bytes(type);
 }
+
+/* ---- streams, copies, pinned memory, graphs ---- */
+
+static int cuda_status(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return GW_CUDA_OK;
+    cudaGetLastError();
+    return gw_cuda_fail(e == cudaErrorMemoryAllocation ? GW_CUDA_ERR_NO_MEMORY : GW_CUDA_ERR_CUDA, "%s: %s (%s)",
+                        what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+extern "C" int gw_cuda_stream_new(void **stream) {
+    cudaStream_t s = NULL;
+    int rc = cuda_status(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    *stream = rc ? NULL : (void *)s;
+    return rc;
+}
+
+extern "C" void gw_cuda_stream_free(void *stream) {
+    if (stream) cudaStreamDestroy(GW_STREAM(stream));
+}
+
+extern "C" int gw_cuda_memcpy(void *dst, const void *src, size_t bytes, int kind, void *stream) {
+    if (bytes == 0) return GW_CUDA_OK;
+    const cudaMemcpyKind k = kind == GW_CUDA_H2D ? cudaMemcpyHostToDevice
+                             : kind == GW_CUDA_D2H ? cudaMemcpyDeviceToHost
+                                                   : cudaMemcpyDeviceToDevice;
+    return cuda_status(cudaMemcpyAsync(dst, src, bytes, k, GW_STREAM(stream)), "cudaMemcpyAsync");
+}
+
+extern "C" int gw_cuda_memset(void *dst, int value, size_t bytes, void *stream) {
+    return cuda_status(cudaMemsetAsync(dst, value, bytes, GW_STREAM(stream)), "cudaMemsetAsync");
+}
+
+extern "C" int gw_cuda_host_alloc(void **p, size_t bytes) {
+    *p = NULL;
+    int rc = cuda_status(cudaMallocHost(p, bytes ? bytes : 1), "cudaMallocHost");
+    if (rc) *p = NULL;
+    return rc;
+}
+
+extern "C" void gw_cuda_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
+
+extern "C" int gw_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    return cuda_status(cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo");
+}
+
+extern "C" int gw_cuda_graph_begin(void *stream) {
+    return cuda_status(cudaStreamBeginCapture(GW_STREAM(stream), cudaStreamCaptureModeThreadLocal),
+                       "cudaStreamBeginCapture");
+}
+
+extern "C" int gw_cuda_graph_end(void *stream, void **graph_exec) {
+    cudaGraph_t g = NULL;
+    *graph_exec = NULL;
+    int rc = cuda_status(cudaStreamEndCapture(GW_STREAM(stream), &g), "cudaStreamEndCapture");
+    if (rc) return rc;
+    cudaGraphExec_t ex = NULL;
+    rc = cuda_status(cudaGraphInstantiate(&ex, g, 0), "cudaGraphInstantiate");
+    cudaGraphDestroy(g);
+    if (!rc) *graph_exec = (void *)ex;
+    return rc;
+}
+
+extern "C" int gw_cuda_graph_launch(void *graph_exec, void *stream) {
+    return cuda_status(cudaGraphLaunch((cudaGraphExec_t)graph_exec, GW_STREAM(stream)), "cudaGraphLaunch");
+}
+
+extern "C" void gw_cuda_graph_free(void *graph_exec) {
+    if (graph_exec) cudaGraphExecDestroy((cudaGraphExec_t)graph_exec);
+}

@@ -1,0 +1,52 @@
+/* The forward pass on an NVIDIA GPU: a model's weights, its paged KV cache and
+ * the activations in device memory, run with the kernels of gw_cuda.h.
+ *
+ * gw_forward (src/forward.c) keeps doing the host-side bookkeeping for both
+ * backends (validation, block reservation in the KV pool, the prefix cache);
+ * with a CUDA context it hands the batch to gw_cuda_engine_forward as *runs*:
+ * maximal groups of consecutive tokens of one sequence at consecutive cache
+ * slots. A run of one token is a decode step (flash-decoding kernel), a longer
+ * run is a prefill chunk (FlashAttention-2 kernel); one forward mixes both.
+ *
+ * Compiled only with -DGODWIT_CUDA=ON (the main build needs no CUDA). */
+#ifndef GODWIT_CUDA_ENGINE_H
+#define GODWIT_CUDA_ENGINE_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct gw_model;
+typedef struct gw_cuda_engine gw_cuda_engine;
+
+typedef struct {
+    int32_t first, n;      /* tokens [first, first + n) of the batch */
+    int32_t kv_len;        /* slots the run's last token sees (its slot + 1) */
+    const int32_t *blocks; /* the sequence's block table */
+    int32_t n_blocks;      /* entries of blocks[] needed: ceil(kv_len / block_size) */
+} gw_cuda_run;
+
+typedef struct {
+    int n_tokens;
+    const int32_t *token, *pos;
+    const int32_t *slot;   /* global cache slot: block * block_size + offset */
+    int n_runs;
+    const gw_cuda_run *runs; /* cover the tokens in order */
+    int n_out;
+    const int32_t *out_rows; /* tokens whose logits are wanted, in output order */
+} gw_cuda_batch;
+
+/* Uploads the model (F32 matrices become BF16; every other type stays as
+ * stored) and allocates the KV pages for n_blocks blocks of block_size slots
+ * and activations for n_batch tokens, after checking the GPU and that all of
+ * it fits (the message says how much is needed and free). inv_freq: the RoPE
+ * frequencies forward.c computed (rope_dim / 2 floats). */
+gw_cuda_engine *gw_cuda_engine_new(const struct gw_model *m, const float *inv_freq, int32_t n_blocks,
+                                   int block_size, int n_batch, char *err, size_t errlen);
+void gw_cuda_engine_free(gw_cuda_engine *e);
+/* Runs the batch through the model; writes n_out rows of n_vocab logits to
+ * out (host memory). 0, or -1 with a message. */
+int gw_cuda_engine_forward(gw_cuda_engine *e, const gw_cuda_batch *b, float *out, char *err, size_t errlen);
+/* Copies the KV contents of block src into block dst (copy-on-write). */
+int gw_cuda_engine_copy_block(void *engine, int32_t dst, int32_t src);
+/* "NVIDIA H200, compute capability 9.0, ...; weights 15.0 GiB, KV 16.0 GiB" */
+void gw_cuda_engine_describe(const gw_cuda_engine *e, char *buf, size_t buflen);
+#endif
