@@ -103,7 +103,7 @@ sanitize() {
 # that a kernel fault (which leaves the CUDA context unusable) hides nothing else.
 test_groups() {
     local g
-    for g in host device gemv dequantize embed gemm rmsnorm add swiglu rope kv_append "attention prefill" \
+    for g in host device gemv dequantize embed gemm rmsnorm add swiglu f32_to_bf16 gather_rows rope kv_append "attention prefill" \
         "attention decode"; do
         echo "---- test_cuda_kernels --only '$g'"
         timeout -k 5 60 build-cuda/test_cuda_kernels --only "$g" | grep -E "^(PASS|FAIL)|passed, " ||

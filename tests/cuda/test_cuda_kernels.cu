@@ -776,6 +776,49 @@ static gw_cuda_kv dev_kv(const Pages &pg, Dev &dk, Dev &dv) {
     return kv;
 }
 
+/* gw_cuda_rope_qkv against the four ops it replaces (rope q, rope k,
+ * f32_to_bf16 of q, kv_append): every bit of q and of the pages equal. */
+static void test_rope_qkv(int D, int rope_dim, int H, int KV, int BS, int style) {
+    char name[128];
+    snprintf(name, sizeof name, "rope_qkv dim %d rope %d heads %d/%d block %d %s", D, rope_dim, H, KV, BS,
+             style ? "neox" : "norm");
+    if (!selected(name)) return;
+    const int nb = 5, T = 29;
+    const int64_t qd = (int64_t)H * D, kvd = (int64_t)KV * D, stride = qd + 2 * kvd + 8;
+    Pages pg(BS, KV, D, nb);
+    std::vector<int32_t> slots(nb * BS), pos(T);
+    for (int i = 0; i < nb * BS; i++) slots[i] = i;
+    for (int i = nb * BS - 1; i > 0; i--) std::swap(slots[i], slots[rndi(i + 1)]);
+    slots.resize(T);
+    slots[3] = -1;
+    for (int t = 0; t < T; t++) pos[t] = rndi(100000);
+    std::vector<float> qkv((size_t)T * stride), inv(rope_dim / 2);
+    for (auto &x : qkv) x = 4.0f * rndu();
+    gw_cuda_rope_inv_freq(500000.0f, rope_dim, 1.0f, NULL, inv.data());
+    std::vector<uint16_t> q0((size_t)T * qd, 0x1234);
+    Dev dk1 = upload(pg.k), dv1 = upload(pg.v), dk2 = upload(pg.k), dv2 = upload(pg.v);
+    Dev dx1 = upload(qkv), dx2 = upload(qkv), dq1 = upload(q0), dq2 = upload(q0);
+    Dev dslot = upload(slots), dpos = upload(pos), dinv = upload(inv);
+    gw_cuda_kv kv1 = dev_kv(pg, dk1, dv1), kv2 = dev_kv(pg, dk2, dv2);
+    float *x1 = dx1.as<float>();
+    int rc = gw_cuda_rope(x1, GW_CUDA_F32, T, H, D, stride, dpos.as<int32_t>(), dinv.as<float>(), rope_dim, style, NULL);
+    if (!rc) rc = gw_cuda_rope(x1 + qd, GW_CUDA_F32, T, KV, D, stride, dpos.as<int32_t>(), dinv.as<float>(), rope_dim,
+                               style, NULL);
+    if (!rc) rc = gw_cuda_f32_to_bf16(x1, stride, dq1.as<uint16_t>(), qd, T, (int)qd, NULL);
+    if (!rc) rc = gw_cuda_kv_append(&kv1, x1 + qd, x1 + qd + kvd, GW_CUDA_F32, stride, dslot.as<int32_t>(), T, NULL);
+    if (!rc) rc = gw_cuda_rope_qkv(&kv2, dx2.as<float>(), stride, T, H, dpos.as<int32_t>(), dinv.as<float>(),
+                                   rope_dim, style, dq2.as<uint16_t>(), qd, dslot.as<int32_t>(), NULL);
+    if (!rc) rc = gw_cuda_sync(NULL);
+    std::vector<uint16_t> a((size_t)T * qd), b(a.size()), ka(pg.k.size()), kb(ka.size()), va(ka.size()), vb(ka.size());
+    dq1.down(a.data()), dq2.down(b.data()), dk1.down(ka.data()), dk2.down(kb.data()), dv1.down(va.data()),
+        dv2.down(vb.data());
+    long long bad = 0;
+    for (size_t i = 0; i < a.size(); i++) bad += a[i] != b[i];
+    for (size_t i = 0; i < ka.size(); i++) bad += (ka[i] != kb[i]) + (va[i] != vb[i]);
+    result(rc == 0 && bad == 0, "%s: %lld of q and page elements differ from rope+rope+f32_to_bf16+kv_append %s",
+           name, bad, rc ? gw_cuda_last_error() : "");
+}
+
 static void test_kv_append(int BS, int KV, int D, gw_cuda_dtype st) {
     char name[128];
     snprintf(name, sizeof name, "kv_append block %d heads %d dim %d src=%s", BS, KV, D, st == GW_CUDA_F32 ? "f32" : "bf16");
@@ -1050,6 +1093,10 @@ int main(int argc, char **argv) {
         }
     test_kv_append(16, 4, 128, GW_CUDA_F32);
     test_kv_append(64, 2, 64, GW_CUDA_BF16);
+    for (int style = 0; style < 2; style++) {
+        test_rope_qkv(128, 128, 8, 2, 16, style);
+        test_rope_qkv(64, 32, 6, 3, 64, style);
+    }
 
     /* prefill: cached prefixes, var-len batches, block sizes 16 and 64, head
      * dims 64/128, GQA 4:1 and 8:1, both CTA shapes */

@@ -1,8 +1,8 @@
 /* The forward pass on an NVIDIA GPU (see engine.h). Per layer, for T tokens:
  *
  *   xn = rmsnorm(x) (bf16)          q|k|v = xn . Wq|Wk|Wv (f32, one buffer)
- *   (+ biases) -> RoPE on q, k -> k, v appended to the pages (bf16)
- *   q -> bf16 -> attention: decode rows (runs of 1 token, flash-decoding)
+ *   (+ biases) -> RoPE on q, k; q to bf16, k, v into the pages (one kernel)
+ *   attention: decode rows (runs of 1 token, flash-decoding)
  *                           then prefill rows (longer runs, FlashAttention-2)
  *   delta = att . Wo   ->  x += delta, xn = rmsnorm(x) (one fused kernel)
  *   gate|up = xn . Wgate|Wup -> act = silu(gate) * up (bf16)
@@ -51,10 +51,15 @@ typedef struct {
     size_t row_bytes;
 } dmat;
 
+/* q|k|v and gate|up are stacked into one matrix each when their types match
+ * (always for BF16 checkpoints; GGUF Q4_K_M files mix Q4_K and Q6_K): one
+ * product writes the qkv and gate|up buffers in the layout they are read in. */
 typedef struct {
     float *attn_norm, *ffn_norm;
-    float *bq, *bk, *bv;
-    dmat wq, wk, wv, wo, w_gate, w_up, w_down;
+    float *bqkv;                 /* q|k|v biases (qwen2) or NULL */
+    dmat wqkv, wgu;              /* stacked, or d == NULL */
+    dmat wq, wk, wv, w_gate, w_up; /* when not stacked */
+    dmat wo, w_down;
 } dlayer;
 
 /* Where each part of one forward's host data lies in the staging buffer (and
@@ -122,34 +127,20 @@ static size_t dmat_bytes(const gw_matrix *w) {
     return w->type == GW_TYPE_F32 ? (size_t)w->rows * w->cols * 2 : (size_t)w->rows * w->row_bytes;
 }
 
-/* Uploads a matrix as stored, or as BF16 when stored as F32 (the GEMV and
- * cuBLASLt paths have no F32 weights). */
-static int upload_matrix(dmat *d, const gw_matrix *w, const char *name, char *err, size_t errlen) {
-    memset(d, 0, sizeof *d);
-    d->rows = w->rows;
-    d->cols = w->cols;
-    if (w->type == GW_TYPE_F32) {
-        d->type = GW_TYPE_BF16;
-        d->row_bytes = (size_t)w->cols * 2;
-    } else {
-        d->type = w->type;
-        d->row_bytes = w->row_bytes;
+/* The type a matrix has on the GPU: as stored, or BF16 when stored as F32
+ * (the GEMV and cuBLASLt paths have no F32 weights). */
+static uint32_t device_type(const gw_matrix *w) { return w->type == GW_TYPE_F32 ? GW_TYPE_BF16 : w->type; }
+
+/* Copies matrix w's rows to dst (device), converting F32 to BF16 on the host
+ * a slice of rows at a time. */
+static int upload_rows(char *dst, const gw_matrix *w, const char *name, char *err, size_t errlen) {
+    if (w->type != GW_TYPE_F32) {
+        if (gw_cuda_memcpy(dst, w->data, (size_t)w->rows * w->row_bytes, GW_CUDA_H2D, NULL) != 0) {
+            gw_set_err(err, errlen, "CUDA: %s", gw_cuda_last_error());
+            return -1;
+        }
+        return 0;
     }
-    if (!gw_cuda_type_supported(d->type) || gw_cuda_row_bytes(d->type, w->cols) != d->row_bytes) {
-        gw_set_err(err, errlen, "CUDA backend: tensor %s has type %s, which the GPU kernels do not handle "
-                                "(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)",
-                   name, gw_type_name(w->type));
-        return -1;
-    }
-    if (gw_cuda_malloc(&d->d, (size_t)d->rows * d->row_bytes) != 0) {
-        gw_set_err(err, errlen, "CUDA: %s", gw_cuda_last_error());
-        return -1;
-    }
-    if (w->type != GW_TYPE_F32)
-        return gw_cuda_memcpy(d->d, w->data, (size_t)d->rows * d->row_bytes, GW_CUDA_H2D, NULL) == 0
-                   ? 0
-                   : (gw_set_err(err, errlen, "CUDA: %s", gw_cuda_last_error()), -1);
-    /* F32 -> BF16 on the host, a slice of rows at a time. */
     int64_t chunk = (16 << 20) / (w->cols * 2) + 1;
     uint16_t *tmp = malloc((size_t)chunk * w->cols * 2);
     if (!tmp) {
@@ -162,14 +153,57 @@ static int upload_matrix(dmat *d, const gw_matrix *w, const char *name, char *er
             const float *src = (const float *)((const char *)w->data + (size_t)(r0 + r) * w->row_bytes);
             for (int64_t c = 0; c < w->cols; c++) tmp[r * w->cols + c] = gw_fp32_to_bf16(src[c]);
         }
-        if (gw_cuda_memcpy((char *)d->d + (size_t)r0 * d->row_bytes, tmp, (size_t)nr * d->row_bytes,
-                           GW_CUDA_H2D, NULL) != 0) {
+        if (gw_cuda_memcpy(dst + (size_t)r0 * w->cols * 2, tmp, (size_t)nr * w->cols * 2, GW_CUDA_H2D, NULL) != 0) {
             free(tmp);
             gw_set_err(err, errlen, "CUDA: %s", gw_cuda_last_error());
             return -1;
         }
     }
     free(tmp);
+    return 0;
+}
+
+/* Uploads n matrices of one device type and width as one matrix, their rows
+ * stacked in order. */
+static int upload_stack(dmat *d, const gw_matrix *const *ws, int n, const char *name, char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    d->type = device_type(ws[0]);
+    d->cols = ws[0]->cols;
+    d->row_bytes = gw_cuda_row_bytes(d->type, d->cols);
+    for (int i = 0; i < n; i++) d->rows += ws[i]->rows;
+    if (!gw_cuda_type_supported(d->type) || d->row_bytes == 0 ||
+        (ws[0]->type != GW_TYPE_F32 && ws[0]->row_bytes != d->row_bytes)) {
+        gw_set_err(err, errlen, "CUDA backend: tensor %s has type %s, which the GPU kernels do not handle "
+                                "(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)",
+                   name, gw_type_name(ws[0]->type));
+        return -1;
+    }
+    if (gw_cuda_malloc(&d->d, (size_t)d->rows * d->row_bytes) != 0) {
+        gw_set_err(err, errlen, "CUDA: %s", gw_cuda_last_error());
+        return -1;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (upload_rows((char *)d->d + off, ws[i], name, err, errlen) != 0) return -1;
+        off += (size_t)ws[i]->rows * d->row_bytes;
+    }
+    return 0;
+}
+
+static int upload_matrix(dmat *d, const gw_matrix *w, const char *name, char *err, size_t errlen) {
+    return upload_stack(d, &w, 1, name, err, errlen);
+}
+
+/* Stacks the matrices when they share a device type and width; else each
+ * alone into outs[i]. */
+static int upload_maybe_stacked(dmat *stack, dmat *const *outs, const gw_matrix *const *ws, int n, const char *name,
+                                char *err, size_t errlen) {
+    bool same = true;
+    for (int i = 1; i < n; i++)
+        same = same && device_type(ws[i]) == device_type(ws[0]) && ws[i]->cols == ws[0]->cols;
+    if (same) return upload_stack(stack, ws, n, name, err, errlen);
+    for (int i = 0; i < n; i++)
+        if (upload_matrix(outs[i], ws[i], name, err, errlen) != 0) return -1;
     return 0;
 }
 
@@ -201,8 +235,8 @@ void gw_cuda_engine_free(gw_cuda_engine *e) {
     if (e->layers) {
         for (int l = 0; l < m->n_layer; l++) {
             dlayer *L = &e->layers[l];
-            void *ps[] = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->wq.d, L->wk.d, L->wv.d,
-                          L->wo.d, L->w_gate.d, L->w_up.d, L->w_down.d};
+            void *ps[] = {L->attn_norm, L->ffn_norm, L->bqkv,   L->wqkv.d, L->wgu.d,  L->wq.d,
+                          L->wk.d,        L->wv.d,       L->wo.d,  L->w_gate.d, L->w_up.d, L->w_down.d};
             for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
                 if (ps[i]) gw_cuda_free(ps[i]);
         }
@@ -306,18 +340,28 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
         dlayer *d = &e->layers[l];
         char name[64];
         snprintf(name, sizeof name, "blk.%d", l);
+        const gw_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
+        dmat *qkv_out[3] = {&d->wq, &d->wk, &d->wv}, *gu_out[2] = {&d->w_gate, &d->w_up};
         if (upload_floats(&d->attn_norm, L->attn_norm, E, err, errlen) != 0 ||
             upload_floats(&d->ffn_norm, L->ffn_norm, E, err, errlen) != 0 ||
-            upload_floats(&d->bq, L->bq, qd, err, errlen) != 0 || upload_floats(&d->bk, L->bk, kvd, err, errlen) != 0 ||
-            upload_floats(&d->bv, L->bv, kvd, err, errlen) != 0 ||
-            upload_matrix(&d->wq, &L->wq, name, err, errlen) != 0 ||
-            upload_matrix(&d->wk, &L->wk, name, err, errlen) != 0 ||
-            upload_matrix(&d->wv, &L->wv, name, err, errlen) != 0 ||
+            upload_maybe_stacked(&d->wqkv, qkv_out, qkv, 3, name, err, errlen) != 0 ||
+            upload_maybe_stacked(&d->wgu, gu_out, gu, 2, name, err, errlen) != 0 ||
             upload_matrix(&d->wo, &L->wo, name, err, errlen) != 0 ||
-            upload_matrix(&d->w_gate, &L->w_gate, name, err, errlen) != 0 ||
-            upload_matrix(&d->w_up, &L->w_up, name, err, errlen) != 0 ||
             upload_matrix(&d->w_down, &L->w_down, name, err, errlen) != 0)
             goto fail;
+        if (L->bq) {
+            float *b = malloc((qd + 2 * kvd) * sizeof(float));
+            if (!b) {
+                gw_set_err(err, errlen, "CUDA backend: out of memory");
+                goto fail;
+            }
+            memcpy(b, L->bq, qd * sizeof(float));
+            memcpy(b + qd, L->bk, kvd * sizeof(float));
+            memcpy(b + qd + kvd, L->bv, kvd * sizeof(float));
+            int rc = upload_floats(&d->bqkv, b, qd + 2 * kvd, err, errlen);
+            free(b);
+            if (rc) goto fail;
+        }
     }
 
     /* KV pages (zeroed: a page is only read where it was written, but garbage
@@ -545,22 +589,19 @@ static int launch_forward(gw_cuda_engine *e, const plan *p) {
     RUN(gw_cuda_rmsnorm(e->x, e->layers[0].attn_norm, e->xn, GW_CUDA_BF16, T, E, m->norm_eps, st));
     for (int l = 0; l < m->n_layer; l++) {
         const dlayer *L = &e->layers[l];
-        RUN(matmul(e, &L->wq, e->xn, T, e->qkv, qkvd));
-        RUN(matmul(e, &L->wk, e->xn, T, e->qkv + qd, qkvd));
-        RUN(matmul(e, &L->wv, e->xn, T, e->qkv + qd + kvd, qkvd));
-        if (L->bq) {
-            RUN(gw_cuda_add_bias(e->qkv, GW_CUDA_F32, qkvd, L->bq, T, (int)qd, st));
-            RUN(gw_cuda_add_bias(e->qkv + qd, GW_CUDA_F32, qkvd, L->bk, T, (int)kvd, st));
-            RUN(gw_cuda_add_bias(e->qkv + qd + kvd, GW_CUDA_F32, qkvd, L->bv, T, (int)kvd, st));
+        if (L->wqkv.d) {
+            RUN(matmul(e, &L->wqkv, e->xn, T, e->qkv, qkvd));
+        } else {
+            RUN(matmul(e, &L->wq, e->xn, T, e->qkv, qkvd));
+            RUN(matmul(e, &L->wk, e->xn, T, e->qkv + qd, qkvd));
+            RUN(matmul(e, &L->wv, e->xn, T, e->qkv + qd + kvd, qkvd));
         }
-        RUN(gw_cuda_rope(e->qkv, GW_CUDA_F32, T, H, D, qkvd, sd + p->pos, e->inv_freq, m->rope_dim, m->rope_style,
-                         st));
-        RUN(gw_cuda_rope(e->qkv + qd, GW_CUDA_F32, T, KV, D, qkvd, sd + p->pos, e->inv_freq, m->rope_dim,
-                         m->rope_style, st));
+        if (L->bqkv) RUN(gw_cuda_add_bias(e->qkv, GW_CUDA_F32, qkvd, L->bqkv, T, (int)qkvd, st));
+        /* RoPE, q to bf16 and k, v into the pages: one kernel */
         const size_t layer_off = (size_t)l * KV * e->block_size * D;
         gw_cuda_kv kv = {e->k + layer_off, e->v + layer_off, e->block_size, KV, D, e->block_stride};
-        RUN(gw_cuda_kv_append(&kv, e->qkv + qd, e->qkv + qd + kvd, GW_CUDA_F32, qkvd, sd + p->slot, T, st));
-        RUN(gw_cuda_f32_to_bf16(e->qkv, qkvd, e->qb, qd, T, (int)qd, st));
+        RUN(gw_cuda_rope_qkv(&kv, e->qkv, qkvd, T, H, sd + p->pos, e->inv_freq, m->rope_dim, m->rope_style, e->qb,
+                             qd, sd + p->slot, st));
         if (p->nd)
             RUN(gw_cuda_attention_decode(&kv, e->qb, qd, e->att, qd, p->nd, sd + p->kvl_d, sd + p->bt_d, p->sd, H,
                                          scale, p->n_splits, e->ws, e->ws_bytes, st));
@@ -571,8 +612,12 @@ static int launch_forward(gw_cuda_engine *e, const plan *p) {
         RUN(matmul(e, &L->wo, e->att, T, e->delta, E));
         RUN(gw_cuda_add_rmsnorm(e->x, e->delta, GW_CUDA_F32, L->ffn_norm, e->xn, GW_CUDA_BF16, T, E, m->norm_eps,
                                 st));
-        RUN(matmul(e, &L->w_gate, e->xn, T, e->gu, 2 * (int64_t)F));
-        RUN(matmul(e, &L->w_up, e->xn, T, e->gu + F, 2 * (int64_t)F));
+        if (L->wgu.d) {
+            RUN(matmul(e, &L->wgu, e->xn, T, e->gu, 2 * (int64_t)F));
+        } else {
+            RUN(matmul(e, &L->w_gate, e->xn, T, e->gu, 2 * (int64_t)F));
+            RUN(matmul(e, &L->w_up, e->xn, T, e->gu + F, 2 * (int64_t)F));
+        }
         RUN(gw_cuda_swiglu(e->gu, e->gu + F, GW_CUDA_F32, 2 * (int64_t)F, e->act, GW_CUDA_BF16, F, T, F, st));
         RUN(matmul(e, &L->w_down, e->act, T, e->delta, E));
         if (l + 1 < m->n_layer)

@@ -190,6 +190,16 @@ typedef struct {
 int gw_cuda_kv_append(const gw_cuda_kv *kv, const void *k, const void *v, gw_cuda_dtype src_type,
                       int64_t src_stride, const int32_t *slot_mapping, int n_tokens, void *stream);
 
+/* The step between the q|k|v projection and attention, in one kernel: qkv[t]
+ * holds q (n_heads heads), k and v (kv->n_kv_heads heads each) of head_dim f32
+ * values (token stride qkv_stride). Rotates q and k as gw_cuda_rope (rope_dim,
+ * style), writes q as bf16 to q_out[t][h][d] (token stride q_stride) and
+ * stores k and v as gw_cuda_kv_append does: the same bits as those three ops
+ * and gw_cuda_f32_to_bf16, with one launch instead of four. */
+int gw_cuda_rope_qkv(const gw_cuda_kv *kv, const float *qkv, int64_t qkv_stride, int n_tokens, int n_heads,
+                     const int32_t *pos, const float *inv_freq, int rope_dim, int style, uint16_t *q_out,
+                     int64_t q_stride, const int32_t *slot_mapping, void *stream);
+
 /* ---- attention over the paged cache (head_dim 64 or 128) ---- */
 
 /* Prefill (FlashAttention-2 style, tensor cores): a var-len batch of n_seqs

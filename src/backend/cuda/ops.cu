@@ -362,3 +362,62 @@ extern "C" int gw_cuda_gather_rows(const float *x, const int32_t *idx, int n, in
     gather_rows_kernel<<<grid_for((int64_t)n * dim), 256, 0, GW_STREAM(stream)>>>(x, idx, n, dim, out);
     return gw_cuda_check_launch("gather_rows");
 }
+
+/* ------------------------------------- RoPE + q to bf16 + KV append, fused */
+
+/* One thread per (token, head of q|k|v, pair of dimensions): the pair is
+ * rotated (q and k, the first rope_dim dimensions) exactly as rope_kernel
+ * does, rounded to bf16 as f32_to_bf16 and kv_append do, and stored: q rows to
+ * q_out, k and v into the token's page slot. */
+__global__ void rope_qkv_kernel(gw_cuda_kv kv, const float *qkv, int64_t qkv_stride, int n_tokens, int n_heads,
+                                const int32_t *pos, const float *inv_freq, int half, int neox, uint16_t *q_out,
+                                int64_t q_stride, const int32_t *slot_mapping) {
+    const int D = kv.head_dim, pairs = D / 2, heads = n_heads + 2 * kv.n_kv_heads;
+    const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)n_tokens * heads * pairs) return;
+    const int j = (int)(idx % pairs);
+    const int h = (int)(idx / pairs % heads);
+    const int64_t t = idx / pairs / heads;
+    const float *x = qkv + t * qkv_stride + (int64_t)h * D; /* q, k and v heads follow each other */
+    int i0, i1;
+    if (j < half) i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
+    else i0 = 2 * j, i1 = 2 * j + 1; /* past rope_dim: stored as is */
+    float a = x[i0], b = x[i1];
+    const bool is_v = h >= n_heads + kv.n_kv_heads;
+    if (j < half && !is_v) {
+        float sn, cs;
+        sincosf((float)pos[t] * inv_freq[j], &sn, &cs);
+        const float ra = __fsub_rn(__fmul_rn(a, cs), __fmul_rn(b, sn));
+        const float rb = __fadd_rn(__fmul_rn(a, sn), __fmul_rn(b, cs));
+        a = ra, b = rb;
+    }
+    if (h < n_heads) {
+        uint16_t *o = q_out + t * q_stride + (int64_t)h * D;
+        o[i0] = gw_f32_bf16(a);
+        o[i1] = gw_f32_bf16(b);
+        return;
+    }
+    const int32_t slot = slot_mapping[t];
+    if (slot < 0) return;
+    const int kvh = is_v ? h - n_heads - kv.n_kv_heads : h - n_heads;
+    const int64_t blk = slot / kv.block_size, off = slot % kv.block_size;
+    uint16_t *o = (is_v ? kv.v : kv.k) + blk * kv.block_stride + ((int64_t)kvh * kv.block_size + off) * D;
+    o[i0] = gw_f32_bf16(a);
+    o[i1] = gw_f32_bf16(b);
+}
+
+extern "C" int gw_cuda_rope_qkv(const gw_cuda_kv *kv, const float *qkv, int64_t qkv_stride, int n_tokens,
+                                int n_heads, const int32_t *pos, const float *inv_freq, int rope_dim, int style,
+                                uint16_t *q_out, int64_t q_stride, const int32_t *slot_mapping, void *stream) {
+    int rc = gw_cuda_kv_validate(kv, "rope_qkv");
+    if (rc) return rc;
+    if (rope_dim <= 0 || rope_dim > kv->head_dim || rope_dim % 2)
+        return gw_cuda_fail(GW_CUDA_ERR_ARG, "rope_qkv: rope_dim %d must be even and <= head_dim %d", rope_dim,
+                            kv->head_dim);
+    if (n_tokens <= 0) return GW_CUDA_OK;
+    const int64_t n = (int64_t)n_tokens * (n_heads + 2 * kv->n_kv_heads) * (kv->head_dim / 2);
+    rope_qkv_kernel<<<gw_blocks(n, 256), 256, 0, GW_STREAM(stream)>>>(*kv, qkv, qkv_stride, n_tokens, n_heads, pos,
+                                                                     inv_freq, rope_dim / 2, style != 0, q_out,
+                                                                     q_stride, slot_mapping);
+    return gw_cuda_check_launch("rope_qkv");
+}
