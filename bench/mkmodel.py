@@ -252,8 +252,39 @@ def write_hf(out, p, n_vocab, dtype, seed, shard_bytes, tok_meta, tokenizer_src,
 
 GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
 VT_U32, VT_I32, VT_F32, VT_STRING, VT_ARRAY = 4, 5, 6, 8, 9
-GGML_TYPE = {"f32": 0, "f16": 1, "bf16": 30}
-FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32}  # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16
+GGML_TYPE = {"f32": 0, "f16": 1, "bf16": 30, "q4_1": 3, "q8_0": 8}
+FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32, "q4_1": 3, "q8_0": 7}  # llama_ftype: ALL_F32, MOSTLY_F16, ...
+# GGUF-only quantized matrix types (ggml's block formats, blocks of 32 along a row): q8_0 for
+# every matrix; q4_1 for every matrix but attn_v and ffn_down, which get q8_0 as llama.cpp's
+# mixes give them more bits (so a q4_1 file mixes two types, as real quantized files do).
+QUANT_BYTES = {"q8_0": 34, "q4_1": 20}
+
+
+def quantize(x, qtype):
+    """float32 array (rows a multiple of 32 long) -> the bytes of ggml's Q8_0 or Q4_1 blocks."""
+    b = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 32)
+    out = np.empty((b.shape[0], QUANT_BYTES[qtype]), dtype=np.uint8)
+    if qtype == "q8_0":
+        d = np.abs(b).max(axis=1) / 127.0
+        inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+        q = np.clip(np.round(b * inv[:, None]), -127, 127).astype(np.int8)
+        out[:, :2] = d.astype(np.float16).reshape(-1, 1).view(np.uint8)
+        out[:, 2:] = q.view(np.uint8)
+    else:
+        lo, hi = b.min(axis=1), b.max(axis=1)
+        d = (hi - lo) / 15.0
+        inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+        q = np.clip(np.round((b - lo[:, None]) * inv[:, None]), 0, 15).astype(np.uint8)
+        out[:, 0:2] = d.astype(np.float16).reshape(-1, 1).view(np.uint8)
+        out[:, 2:4] = lo.astype(np.float16).reshape(-1, 1).view(np.uint8)
+        out[:, 4:] = q[:, :16] | (q[:, 16:] << 4)
+    return out
+
+
+def matrix_type(gguf_tensor_name, dtype):
+    if dtype == "q4_1" and gguf_tensor_name.endswith(("attn_v.weight", "ffn_down.weight")):
+        return "q8_0"
+    return dtype
 TOKEN_UNUSED = 5
 ALIGN = 32
 
@@ -441,16 +472,22 @@ def write_gguf(path, p, n_vocab, dtype, seed, fields, pad_to):
                         lambda: llama3_factors(p)))
     for name, shape, kind, fan_in in tensor_list(p, n_vocab):
         vec = kind in ("norm", "bias")  # small vectors in F32 (holding the dtype's values), as converters do
-        t = "f32" if vec else dtype
-        nbytes = int(np.prod(shape)) * DTYPES[t][1]
+        t = "f32" if vec else matrix_type(gguf_name(name), dtype)
+        if t in QUANT_BYTES:
+            nbytes = int(np.prod(shape)) // 32 * QUANT_BYTES[t]
+        else:
+            nbytes = int(np.prod(shape)) * DTYPES[t][1]
+        vec_dtype = dtype if dtype in DTYPES else "f32"
 
-        def produce(name=name, shape=shape, kind=kind, fan_in=fan_in, vec=vec):
+        def produce(name=name, shape=shape, kind=kind, fan_in=fan_in, vec=vec, t=t):
             x = generate(seed, name, shape, kind, fan_in)
             if arch == "llama" and name.endswith("q_proj.weight"):
                 x = permute(x, p["heads"])
             elif arch == "llama" and name.endswith("k_proj.weight"):
                 x = permute(x, p["kv_heads"])
-            return from_dtype(to_dtype(x, dtype), dtype) if vec else to_dtype(x, dtype)
+            if vec:
+                return from_dtype(to_dtype(x, vec_dtype), vec_dtype)
+            return quantize(x, t) if t in QUANT_BYTES else to_dtype(x, t)
         tensors.append((gguf_name(name), shape, GGML_TYPE[t], nbytes, produce))
     write_gguf_file(path, kvs, tensors)
 
@@ -462,7 +499,8 @@ def main():
     ap.add_argument("--out", help="Hugging Face directory to write")
     ap.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="safetensors dtype (default bf16)")
     ap.add_argument("--gguf", help="also (or only) write this GGUF file")
-    ap.add_argument("--gguf-dtype", choices=sorted(DTYPES), help="GGUF matrix type (default: --dtype)")
+    ap.add_argument("--gguf-dtype", choices=sorted(DTYPES) + sorted(QUANT_BYTES),
+                    help="GGUF matrix type (default: --dtype); q8_0 / q4_1 quantize (see QUANT_BYTES)")
     ap.add_argument("--tokenizer-from", default=os.path.join(root, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
                     help="GGUF whose tokenizer is copied (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)")
     ap.add_argument("--vocab-size", default="tokenizer",

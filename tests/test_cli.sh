@@ -115,6 +115,20 @@ out=$("$bin" bench -m "$model" --pp 4 --tg 0 --reps 1 --device cuda 2>&1); rc=$?
 check "--device cuda fails cleanly without a GPU ($rc)" [ $rc -eq 1 ]
 check "--device cuda message" grep -q -E "without the CUDA backend|no CUDA device|CUDA backend" <<<"$out"
 
+# bench/mkmodel.py's quantized GGUFs (used for the GPU checks) load and run
+if python3 -c "import numpy" 2>/dev/null; then
+  for q in q8_0 q4_1; do
+    python3 "$root/bench/mkmodel.py" --shape tiny --gguf "$tmp/tiny-$q.gguf" --gguf-dtype $q \
+      --tokenizer-from "$model" 2>/dev/null
+    out=$("$bin" info -m "$tmp/tiny-$q.gguf" --tensors 2>&1)
+    want=$([ $q = q8_0 ] && echo "Q8_0" || echo "Q4_1")
+    check "mkmodel $q: attn_q is $want" grep -q -E "blk.0.attn_q.weight +$want" <<<"$out"
+    [ $q = q4_1 ] && check "mkmodel q4_1: attn_v is Q8_0" grep -q -E "blk.0.attn_v.weight +Q8_0" <<<"$out"
+    out=$("$bin" logits -m "$tmp/tiny-$q.gguf" --ids 5,6,7 --generate 4 2>&1); rc=$?
+    check "mkmodel $q model runs" [ $rc -eq 0 ]
+  done
+fi
+
 out=$("$bin" info -m "$model" 2>&1); rc=$?
 check "info exits 0" [ $rc -eq 0 ]
 check "info shows architecture" contains "$out" "general.architecture"
