@@ -60,6 +60,7 @@ struct AttnParams {
     const uint16_t *kc, *vc;
     int64_t block_stride;
     int block_size;
+    int bs_shift; /* log2(block_size) when it is a power of two (the usual case), else -1 */
     const int32_t *cu_q, *kv_lens, *tables;
     int bt_stride;
     int n_heads, group;
@@ -112,24 +113,38 @@ template <int D> __device__ __forceinline__ uint16_t *stage_v(uint16_t *smem, in
 }
 
 /* Keys [kv0, kv0 + BN) of KV head kvh into sK / sV; keys >= kv_end (past the
- * range, or past the sequence) become zero rows, and their page is not read. */
+ * range, or past the sequence) become zero rows, and their page is not read.
+ * Each thread always copies the same 16-byte chunk column c of rows r0,
+ * r0 + RPP, ...: RPP is a multiple of 8, so the swizzle of every such row is
+ * r0's and its shared address is r0's plus a constant (the address arithmetic
+ * is most of this kernel family's integer work). */
 template <int D, int NTHREADS>
 __device__ __forceinline__ void load_tile(const AttnParams &p, const int32_t *table, int kvh, int kv0, int kv_end,
                                           uint16_t *sK, uint16_t *sV) {
-    constexpr int CH = D / 8;
-    for (int idx = threadIdx.x; idx < BN * CH; idx += NTHREADS) {
-        const int r = idx / CH, c = idx % CH;
-        const int key = kv0 + r;
-        const uint32_t dk = smem_addr(sK + swz<D>(r, c)), dv = smem_addr(sV + swz<D>(r, c));
+    constexpr int CH = D / 8, RPP = NTHREADS / CH, PASSES = BN / RPP;
+    static_assert(NTHREADS % CH == 0 && RPP % 8 == 0 && BN % RPP == 0, "tile rows per pass");
+    const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
+    const uint32_t dk0 = smem_addr(sK + swz<D>(r0, c)), dv0 = smem_addr(sV + swz<D>(r0, c));
+    const int64_t head_off = (int64_t)kvh * p.block_size * D + c * 8;
+#pragma unroll
+    for (int k = 0; k < PASSES; k++) {
+        const int key = kv0 + r0 + k * RPP;
+        const uint32_t step = (uint32_t)(k * RPP * D * (int)sizeof(uint16_t));
         if (key < kv_end) {
-            const int64_t blk = table[key / p.block_size];
-            const int64_t off =
-                blk * p.block_stride + ((int64_t)kvh * p.block_size + key % p.block_size) * D + c * 8;
-            cp_async16(dk, p.kc + off, 16);
-            cp_async16(dv, p.vc + off, 16);
+            int bi, slot;
+            if (p.bs_shift >= 0) {
+                bi = key >> p.bs_shift;
+                slot = key & (p.block_size - 1);
+            } else {
+                bi = key / p.block_size;
+                slot = key - bi * p.block_size;
+            }
+            const int64_t off = (int64_t)table[bi] * p.block_stride + head_off + (int64_t)slot * D;
+            cp_async16(dk0 + step, p.kc + off, 16);
+            cp_async16(dv0 + step, p.vc + off, 16);
         } else {
-            cp_async16(dk, p.kc, 0);
-            cp_async16(dv, p.vc, 0);
+            cp_async16(dk0 + step, p.kc, 0);
+            cp_async16(dv0 + step, p.vc, 0);
         }
     }
 }
@@ -243,8 +258,11 @@ __device__ __forceinline__ float quad_sum(float v) {
 
 /* ------------------------------------------------------------------ prefill */
 
+/* With 4 warps, 3 CTAs per SM (12 warps): the register budget is then 168 per
+ * thread (171 unbounded, which allowed only 2 CTAs and left the SM waiting on
+ * latencies: ncu, 2026-12-02). */
 template <int D, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32) attn_prefill_kernel(const AttnParams p) {
+__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_kernel(const AttnParams p) {
     constexpr int BM = 16 * WARPS, NT = 32 * WARPS, NJ = BN / 8;
     extern __shared__ __align__(128) uint16_t smem[];
 
@@ -454,6 +472,9 @@ template <auto kernel> int set_smem(size_t bytes, const char *what) {
     const uint64_t bit = 1ull << (dev & 63);
     if (done_devices.load(std::memory_order_relaxed) & bit) return GW_CUDA_OK;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    /* as much shared memory as the SM has, so that the register budget decides how many CTAs run */
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
     if (e != cudaSuccess)
         return gw_cuda_fail(GW_CUDA_ERR_CUDA, "%s: cannot get %zu bytes of shared memory: %s", what, bytes,
                             cudaGetErrorString(e));
@@ -485,6 +506,12 @@ template <int D> int launch_decode(const AttnParams &p, int n_kv_heads, int n_se
         return gw_cuda_check_launch("attention_merge");
     }
     return GW_CUDA_OK;
+}
+
+int block_shift(int block_size) {
+    for (int sh = 0; sh < 31; sh++)
+        if (block_size == 1 << sh) return sh;
+    return -1;
 }
 
 int check_common(const gw_cuda_kv *kv, const uint16_t *q, int64_t q_stride, const uint16_t *out, int64_t o_stride,
@@ -520,6 +547,7 @@ extern "C" int gw_cuda_attention_prefill(const gw_cuda_kv *kv, const uint16_t *q
     AttnParams p = {};
     p.q = q, p.q_stride = q_stride, p.out = out, p.o_stride = o_stride;
     p.kc = kv->k, p.vc = kv->v, p.block_stride = kv->block_stride, p.block_size = kv->block_size;
+    p.bs_shift = block_shift(kv->block_size);
     p.cu_q = cu_seqlens_q, p.kv_lens = kv_lens, p.tables = block_tables, p.bt_stride = block_table_stride;
     p.n_heads = n_heads, p.group = n_heads / kv->n_kv_heads, p.scale_log2 = scale * kLog2e;
     const int warps = g_prefill_warps ? g_prefill_warps : 4;
@@ -568,6 +596,7 @@ extern "C" int gw_cuda_attention_decode(const gw_cuda_kv *kv, const uint16_t *q,
     AttnParams p = {};
     p.q = q, p.q_stride = q_stride, p.out = out, p.o_stride = o_stride;
     p.kc = kv->k, p.vc = kv->v, p.block_stride = kv->block_stride, p.block_size = kv->block_size;
+    p.bs_shift = block_shift(kv->block_size);
     p.kv_lens = kv_lens, p.tables = block_tables, p.bt_stride = block_table_stride;
     p.n_heads = n_heads, p.group = n_heads / kv->n_kv_heads, p.scale_log2 = scale * kLog2e;
     p.n_splits = n_splits, p.n_chunks = (p.group + 15) / 16;
