@@ -298,8 +298,10 @@ static void bench_prefill(int ctx, int n_new, int warps, double gemm_tflops) {
     const double pairs = (double)n_new * ctx + (double)n_new * (n_new + 1) / 2;
     const double tf = 4.0 * pairs * D * H / (ms * 1e-3) / 1e12;
     char shape[96];
-    if (ctx) snprintf(shape, sizeof shape, "%d new after %dk, 32/8 d128, %dw", n_new, ctx / 1024, warps);
-    else snprintf(shape, sizeof shape, "%dk causal, 32/8 heads d128, %d warps", n_new / 1024, warps);
+    char cta[16]; /* tune code 2: 4 warps of 2 x 16 rows */
+    snprintf(cta, sizeof cta, warps == 2 ? "4w x2" : "%dw", warps);
+    if (ctx) snprintf(shape, sizeof shape, "%d new after %dk, 32/8 d128, %s", n_new, ctx / 1024, cta);
+    else snprintf(shape, sizeof shape, "%dk causal, 32/8 heads d128, %s", n_new / 1024, cta);
     row("attn prefill", shape, ms, "TFLOP/s", tf, 100.0 * tf / gemm_tflops);
     free_kv(p);
     cudaFree(q), cudaFree(o), cudaFree(cu);
@@ -351,8 +353,10 @@ int main(int argc, char **argv) {
             if (g_quick && n == 32768) continue;
             bench_prefill(0, n, 4, gemm_tf);
             bench_prefill(0, n, 8, gemm_tf);
+            bench_prefill(0, n, 2, gemm_tf); /* 4 warps x 2 row tiles */
         }
         bench_prefill(32768, 512, 4, gemm_tf);
+        bench_prefill(32768, 512, 2, gemm_tf);
     }
     CK(cudaStreamDestroy(g_s));
     return 0;

@@ -1102,12 +1102,18 @@ int main(int argc, char **argv) {
      * dims 64/128, GQA 4:1 and 8:1, both CTA shapes */
     test_prefill(128, 8, 2, 16, {{0, 1}, {33, 17}, {250, 300}}, 4);
     test_prefill(64, 8, 2, 64, {{0, 1}, {64, 17}, {7, 300}}, 4);
+    /* 2: the CTA of 4 warps x 2 row tiles, Q in shared memory */
+    test_prefill(128, 8, 2, 16, {{0, 1}, {33, 17}, {250, 300}}, 2);
+    test_prefill(64, 8, 2, 64, {{0, 1}, {64, 17}, {7, 300}}, 2);
     if (!g_small) {
         test_prefill(128, 16, 2, 64, {{5, 1}, {0, 17}, {100, 300}}, 4);
         test_prefill(64, 8, 1, 16, {{1, 1}, {16, 17}, {300, 300}}, 8);
         test_prefill(128, 8, 2, 16, {{33, 17}, {250, 300}, {0, 1}}, 8);
         test_prefill(128, 4, 1, 16, {{0, 1000}}, 4);
         test_prefill(128, 4, 1, 64, {{1500, 200}}, 8);
+        test_prefill(128, 4, 1, 64, {{1500, 200}}, 2);
+        test_prefill(128, 4, 1, 16, {{0, 1000}}, 2);
+        test_prefill(64, 8, 1, 16, {{1, 1}, {16, 17}, {300, 300}}, 2);
     }
     /* decode: lengths 1 .. 5000, splits 1, 3, 16 and the heuristic's */
     for (int splits : {1, 3, 16, 0}) test_decode(128, 32, 8, 16, {1, 100, g_small ? 700 : 5000}, splits);

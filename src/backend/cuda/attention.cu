@@ -337,6 +337,154 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_k
     }
 }
 
+/* Prefill with two 16-row tiles per warp (BM = 128 rows for 4 warps), Q in
+ * shared memory: each K and V fragment a warp loads from shared memory feeds
+ * two MMAs instead of one, halving the shared-memory traffic per FLOP (the
+ * tile shape FlashAttention-2 uses for head_dim 128). Registers: O 2 x D/2,
+ * S 2 x 32 floats; Q is read back from shared memory (ldmatrix) at each k-step
+ * rather than held (it would not fit beside them). Selected with
+ * gw_cuda_attention_tune(2); otherwise the same contract as attn_prefill_kernel. */
+template <int D>
+__global__ void __launch_bounds__(128, 2) attn_prefill_mt2_kernel(const AttnParams p) {
+    constexpr int WARPS = 4, MT = 2, BM = 16 * MT * WARPS, NT = 32 * WARPS, NJ = BN / 8, CH = D / 8;
+    extern __shared__ __align__(128) uint16_t smem[];
+    uint16_t *sQ = smem + 4 * BN * D; /* after the two K/V stages */
+
+    const int h = blockIdx.x, seq = blockIdx.z;
+    const int qt = gridDim.y - 1 - blockIdx.y;
+    const int q_begin = p.cu_q[seq], n_new = p.cu_q[seq + 1] - q_begin;
+    if (qt * BM >= n_new) return;
+    const int kv_len = p.kv_lens[seq], ctx = kv_len - n_new;
+    if (ctx < 0) return;
+    const int kvh = h / p.group;
+    const int32_t *table = p.tables + (int64_t)seq * p.bt_stride;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+
+    const int last_row = min(n_new, (qt + 1) * BM) - 1;
+    const int kv_hi = ctx + last_row + 1;
+    const int n_tiles = (kv_hi + BN - 1) / BN;
+    /* Q tile rows qt*BM .. +BM (rows past the sequence are zeros), same swizzle as K */
+    for (int idx = threadIdx.x; idx < BM * CH; idx += NT) {
+        const int r = idx / CH, c = idx % CH, row = qt * BM + r;
+        const uint32_t dst = smem_addr(sQ + swz<D>(r, c));
+        if (row < n_new) cp_async16(dst, p.q + (int64_t)(q_begin + row) * p.q_stride + (int64_t)h * D + c * 8, 16);
+        else cp_async16(dst, p.q, 0);
+    }
+    load_tile<D, NT>(p, table, kvh, 0, kv_hi, stage_k<D>(smem, 0), stage_v<D>(smem, 0));
+    cp_async_commit();
+
+    const int wrow = qt * BM + 16 * MT * warp; /* the warp's first row */
+    const bool warp_active = wrow < n_new;
+    const int warp_last_key = min(ctx + wrow + 16 * MT - 1, kv_hi - 1);
+    int lim[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        lim[mt][0] = min(ctx + wrow + 16 * mt + g, kv_hi - 1);
+        lim[mt][1] = min(ctx + wrow + 16 * mt + g + 8, kv_hi - 1);
+    }
+    /* this lane's ldmatrix row and chunk offset for the A fragments (Q rows of m-tile mt) */
+    const int a_r = (lane & 7) + 8 * ((lane >> 3) & 1), a_c = lane >> 4;
+
+    float o[MT][D / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.0f;
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+
+    for (int j = 0; j < n_tiles; j++) {
+        if (j + 1 < n_tiles) {
+            load_tile<D, NT>(p, table, kvh, (j + 1) * BN, kv_hi, stage_k<D>(smem, j + 1), stage_v<D>(smem, j + 1));
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int kv0 = j * BN;
+        if (warp_active && kv0 <= warp_last_key) { /* warp-uniform */
+            const uint16_t *sK = stage_k<D>(smem, j), *sV = stage_v<D>(smem, j);
+            float sc[MT][NJ][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int jn = 0; jn < NJ; jn++) sc[mt][jn][0] = sc[mt][jn][1] = sc[mt][jn][2] = sc[mt][jn][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    ldsm_x4(smem_addr(sQ + swz<D>(16 * (MT * warp + mt) + a_r, 2 * kk + a_c)), a[mt][0], a[mt][1],
+                            a[mt][2], a[mt][3]);
+#pragma unroll
+                for (int jn = 0; jn < NJ / 2; jn++) {
+                    const int row = gwattn::k_ldsm_row(lane, jn), chunk = gwattn::k_ldsm_chunk(lane, kk);
+                    uint32_t b0, b1, b2, b3;
+                    ldsm_x4(smem_addr(sK + swz<D>(row, chunk)), b0, b1, b2, b3);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(sc[mt][2 * jn], a[mt], b0, b1);
+                        mma16816(sc[mt][2 * jn + 1], a[mt], b2, b3);
+                    }
+                }
+            }
+            const bool need_mask = kv0 + BN - 1 > ctx + wrow;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+                for (int jn = 0; jn < NJ; jn++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float v = sc[mt][jn][e] * p.scale_log2;
+                        if (need_mask && kv0 + 8 * jn + 2 * t + (e & 1) > lim[mt][e >> 1]) v = -INFINITY;
+                        sc[mt][jn][e] = v;
+                    }
+                softmax_update<NJ, D / 8>(sc[mt], m[mt], l[mt], o[mt]);
+            }
+#pragma unroll
+            for (int ks = 0; ks < NJ / 2; ks++) {
+                uint32_t pa[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    pa[mt][0] = gw_pack_bf16x2(sc[mt][2 * ks][0], sc[mt][2 * ks][1]);
+                    pa[mt][1] = gw_pack_bf16x2(sc[mt][2 * ks][2], sc[mt][2 * ks][3]);
+                    pa[mt][2] = gw_pack_bf16x2(sc[mt][2 * ks + 1][0], sc[mt][2 * ks + 1][1]);
+                    pa[mt][3] = gw_pack_bf16x2(sc[mt][2 * ks + 1][2], sc[mt][2 * ks + 1][3]);
+                }
+#pragma unroll
+                for (int jd = 0; jd < D / 16; jd++) {
+                    const int row = gwattn::v_ldsm_row(lane, ks), chunk = gwattn::v_ldsm_chunk(lane, jd);
+                    uint32_t b0, b1, b2, b3;
+                    ldsm_x4_t(smem_addr(sV + swz<D>(row, chunk)), b0, b1, b2, b3);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(o[mt][2 * jd], pa[mt], b0, b1);
+                        mma16816(o[mt][2 * jd + 1], pa[mt], b2, b3);
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    const int64_t hd = (int64_t)h * D;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        const int i0 = wrow + 16 * mt + g, i1 = i0 + 8;
+        const float l0 = quad_sum(l[mt][0]), l1 = quad_sum(l[mt][1]);
+        const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+        uint16_t *out0 = i0 < n_new ? p.out + (int64_t)(q_begin + i0) * p.o_stride + hd : nullptr;
+        uint16_t *out1 = i1 < n_new ? p.out + (int64_t)(q_begin + i1) * p.o_stride + hd : nullptr;
+#pragma unroll
+        for (int jd = 0; jd < D / 8; jd++) {
+            if (out0) *(uint32_t *)(out0 + 8 * jd + 2 * t) = gw_pack_bf16x2(o[mt][jd][0] * inv0, o[mt][jd][1] * inv0);
+            if (out1) *(uint32_t *)(out1 + 8 * jd + 2 * t) = gw_pack_bf16x2(o[mt][jd][2] * inv1, o[mt][jd][3] * inv1);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------- decode */
 
 constexpr int DEC_WARPS = 4; /* x 16 keys = BN */
@@ -494,6 +642,18 @@ template <int D, int WARPS> int launch_prefill(const AttnParams &p, int n_seqs, 
     return gw_cuda_check_launch("attention_prefill");
 }
 
+template <int D> int launch_prefill_mt2(const AttnParams &p, int n_seqs, int max_q_len, cudaStream_t s) {
+    const size_t smem = (4 * BN + 128) * D * sizeof(uint16_t); /* two K/V stages + the Q tile */
+    int rc = set_smem<attn_prefill_mt2_kernel<D>>(smem, "attention_prefill");
+    if (rc) return rc;
+    const int tiles = (max_q_len + 127) / 128;
+    if (tiles > 65535 || n_seqs > 65535)
+        return gw_cuda_fail(GW_CUDA_ERR_ARG, "attention_prefill: %d query tiles x %d sequences is too many", tiles,
+                            n_seqs);
+    attn_prefill_mt2_kernel<D><<<dim3(p.n_heads, tiles, n_seqs), 128, smem, s>>>(p);
+    return gw_cuda_check_launch("attention_prefill");
+}
+
 template <int D> int launch_decode(const AttnParams &p, int n_kv_heads, int n_seqs, cudaStream_t s) {
     const size_t smem = 4 * BN * D * sizeof(uint16_t);
     int rc = set_smem<attn_decode_kernel<D>>(smem, "attention_decode");
@@ -534,7 +694,7 @@ int check_common(const gw_cuda_kv *kv, const uint16_t *q, int64_t q_stride, cons
 } // namespace
 
 extern "C" void gw_cuda_attention_tune(int prefill_warps) {
-    g_prefill_warps = prefill_warps == 4 || prefill_warps == 8 ? prefill_warps : 0;
+    g_prefill_warps = prefill_warps == 2 || prefill_warps == 4 || prefill_warps == 8 ? prefill_warps : 0;
 }
 
 extern "C" int gw_cuda_attention_prefill(const gw_cuda_kv *kv, const uint16_t *q, int64_t q_stride, uint16_t *out,
@@ -552,6 +712,9 @@ extern "C" int gw_cuda_attention_prefill(const gw_cuda_kv *kv, const uint16_t *q
     p.n_heads = n_heads, p.group = n_heads / kv->n_kv_heads, p.scale_log2 = scale * kLog2e;
     const int warps = g_prefill_warps ? g_prefill_warps : 4;
     cudaStream_t s = GW_STREAM(stream);
+    if (warps == 2)
+        return kv->head_dim == 64 ? launch_prefill_mt2<64>(p, n_seqs, max_q_len, s)
+                                  : launch_prefill_mt2<128>(p, n_seqs, max_q_len, s);
     if (kv->head_dim == 64)
         return warps == 8 ? launch_prefill<64, 8>(p, n_seqs, max_q_len, s) : launch_prefill<64, 4>(p, n_seqs, max_q_len, s);
     return warps == 8 ? launch_prefill<128, 8>(p, n_seqs, max_q_len, s) : launch_prefill<128, 4>(p, n_seqs, max_q_len, s);
