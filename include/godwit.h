@@ -99,6 +99,40 @@ typedef struct {
 } gw_prefix_cache_stats;
 void gw_context_prefix_cache_stats(const gw_context *c, gw_prefix_cache_stats *st);
 
+/* ---- streaming: attention sinks + a sliding window (StreamingLLM) ----
+ * A streaming sequence keeps the KV of its first n_sink tokens (the sinks)
+ * and of at most its last n_window tokens, in n_sink + n_window slots; the
+ * tokens between are evicted, so it can run indefinitely in bounded memory.
+ * gw_forward evicts before a batch that would not fit: the oldest non-sink
+ * tokens, at least as many as the batch needs, rounded up to whole KV blocks
+ * (so the window is rewritten once per block, not once per token; the
+ * window then holds between n_window - block_size + 1 and n_window tokens).
+ * The kept window moves down to follow the sinks and its keys are re-rotated
+ * so that positions are places in the cache, as in the paper: positions stay
+ * below n_sink + n_window whatever the length of the stream. Each move
+ * rounds the keys to fp16 again (at most n_window / block_size times per
+ * token).
+ * Positions: a caller gives a streaming sequence's tokens the positions
+ * gw_seq_len, gw_seq_len + 1, ... (gw_seq_len read before the call, as for
+ * any sequence); gw_forward refuses other positions, and applies the
+ * eviction's shift itself. The tokens of one sequence in one batch must fit
+ * in its window (n_window; more if fewer than n_sink tokens are cached).
+ * Turning streaming on changes nothing until a batch would not fit: with a
+ * window that holds everything, logits are exactly the dense ones.
+ * Returns 0; -1 for bad arguments (n_sink < 0, n_window < 1 unless both are
+ * 0, which turns streaming off), a sequence holding prefix-cache blocks
+ * (they are shared and must not be rewritten), or a CUDA context (the GPU
+ * path is not done yet: its pages live on the device). A streaming sequence
+ * offers nothing to the prefix cache (gw_seq_cache_prefix returns 0). */
+int gw_seq_set_streaming(gw_context *c, int seq, int n_sink, int n_window);
+typedef struct {
+    int n_sink, n_window;     /* 0, 0: streaming off */
+    int64_t evicted_tokens;   /* tokens evicted so far */
+    int64_t evictions;        /* times the window moved */
+} gw_streaming_stats;
+/* The sequence's streaming settings and what it evicted (zeros if seq is not open). */
+void gw_seq_streaming_stats(const gw_context *c, int seq, gw_streaming_stats *st);
+
 /* ---- forward ---- */
 /* A flat batch: token i belongs to sequence seq[i] at position pos[i].
  * Within one sequence tokens must be consecutive and follow on from what its
@@ -114,8 +148,8 @@ typedef struct {
 
 /* Runs the batch (n_tokens <= n_batch). Writes n_vocab floats per requested
  * token, in batch order, to out. Returns 0, or -1 with a message in err (bad
- * token id, positions out of order, KV cache full). On error no sequence has
- * changed. */
+ * token id, positions out of order, KV cache full, a streaming sequence's
+ * chunk larger than its window). On error no sequence has changed. */
 int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t errlen);
 
 /* ---- sampling ---- */

@@ -29,6 +29,12 @@
 #define MAX_SEQS 256
 #define MAX_SHARED 3 /* matrices multiplied with one input in one job (q, k, v) */
 
+/* A sequence's streaming policy (gw_seq_set_streaming); n_window == 0: off. */
+typedef struct {
+    int n_sink, n_window;
+    int64_t evicted_tokens, evictions;
+} seq_streaming;
+
 struct gw_context {
     gw_model *model;
     gw_threadpool *pool;
@@ -37,6 +43,7 @@ struct gw_context {
     gw_prefix_cache *prefix;    /* NULL: prefix cache off */
     gw_kv_seq seqs[MAX_SEQS];
     bool seq_used[MAX_SEQS];
+    seq_streaming stream[MAX_SEQS];
     float *inv_freq;     /* [rope_dim/2] */
     /* scratch, sized for n_batch tokens */
     float *x, *xn, *q, *k, *v, *att, *gate, *up;
@@ -260,6 +267,7 @@ int gw_seq_open(gw_context *c) {
         if (!c->seq_used[i]) {
             c->seq_used[i] = true;
             memset(&c->seqs[i], 0, sizeof c->seqs[i]);
+            memset(&c->stream[i], 0, sizeof c->stream[i]);
             return i;
         }
     }
@@ -325,7 +333,8 @@ int gw_seq_open_prefix(gw_context *c, const int32_t *tokens, int n) {
 }
 
 int gw_seq_cache_prefix(gw_context *c, int seq, const int32_t *tokens, int n) {
-    if (!c->prefix || !seq_valid(c, seq)) return 0;
+    /* a streaming sequence rewrites its blocks when it evicts */
+    if (!c->prefix || !seq_valid(c, seq) || c->stream[seq].n_window > 0) return 0;
     const gw_kv_seq *s = &c->seqs[seq];
     if (n > s->n_tokens) n = s->n_tokens;
     return gw_prefix_cache_insert(c->prefix, tokens, s->blocks, n / c->kv.block_size);
@@ -337,6 +346,78 @@ void gw_context_prefix_cache_stats(const gw_context *c, gw_prefix_cache_stats *s
     st->cached_tokens = gw_prefix_cache_n_blocks(c->prefix) * c->kv.block_size;
     st->idle_tokens = c->kv.n_idle * c->kv.block_size;
     st->evicted_blocks = c->kv.n_evicted;
+}
+
+/* --------------------------------------------------------------- streaming */
+
+int gw_seq_set_streaming(gw_context *c, int seq, int n_sink, int n_window) {
+    if (!seq_valid(c, seq) || n_sink < 0 || n_window < 0 || (n_window == 0 && n_sink != 0) ||
+        n_sink > INT32_MAX - n_window)
+        return -1;
+    if (c->cuda) return -1; /* the GPU path is not done yet: its pages live on the device */
+    const gw_kv_seq *s = &c->seqs[seq];
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        if (c->kv.refcount[s->blocks[i]] > 1) return -1; /* shared with the prefix cache */
+    c->stream[seq].n_sink = n_sink;
+    c->stream[seq].n_window = n_window;
+    return 0;
+}
+
+void gw_seq_streaming_stats(const gw_context *c, int seq, gw_streaming_stats *st) {
+    memset(st, 0, sizeof *st);
+    if (!seq_valid(c, seq)) return;
+    const seq_streaming *z = &c->stream[seq];
+    st->n_sink = z->n_sink;
+    st->n_window = z->n_window;
+    st->evicted_tokens = z->evicted_tokens;
+    st->evictions = z->evictions;
+}
+
+/* Tokens a streaming sequence holding n and about to get t more must evict
+ * first (0 if they fit), or -1 if the t tokens cannot fit in its window even
+ * with everything but the sinks evicted. At least the overflow, rounded up
+ * to whole blocks so that the window moves once per block of tokens. */
+static int32_t streaming_evict_count(const gw_context *c, int seq, int32_t t) {
+    const seq_streaming *z = &c->stream[seq];
+    const int32_t n = c->seqs[seq].n_tokens, cap = z->n_sink + z->n_window, bs = c->kv.block_size;
+    if (z->n_window == 0 || (int64_t)n + t <= cap) return 0;
+    int32_t kept = n < z->n_sink ? n : z->n_sink;
+    if ((int64_t)kept + t > cap) return -1;
+    int64_t e = ((int64_t)n + t - cap + bs - 1) / bs * bs;
+    return e < n - z->n_sink ? (int32_t)e : n - z->n_sink;
+}
+
+typedef struct {
+    gw_context *c;
+    int seq;
+    int32_t n_evict;
+    gw_kv_rope rope;
+} evict_job;
+
+static void evict_task(void *arg, int64_t layer, int thread) {
+    (void)thread;
+    const evict_job *j = arg;
+    gw_context *c = j->c;
+    const gw_kv_seq *s = &c->seqs[j->seq];
+    const int32_t from = c->stream[j->seq].n_sink + j->n_evict;
+    /* checked by the caller: the sequence owns its blocks and the range is in them */
+    gw_kv_seq_shift_layers(&c->kv, s, from, c->stream[j->seq].n_sink, s->n_tokens - from, &j->rope, (int)layer,
+                           (int)layer + 1);
+}
+
+/* Evicts slots [n_sink, n_sink + n_evict) of a streaming sequence: the rest
+ * of the window moves down after the sinks, its keys re-rotated by -n_evict
+ * positions; blocks past the slots the sequence will use (keep_slots, its
+ * batch included) go back to the pool. One layer per thread-pool task. */
+static void streaming_evict(gw_context *c, int seq, int32_t n_evict, int32_t keep_slots) {
+    const gw_model *m = c->model;
+    gw_kv_seq *s = &c->seqs[seq];
+    evict_job j = {c, seq, n_evict, {m->rope_dim, m->rope_style == GW_ROPE_NEOX, c->inv_freq}};
+    gw_threadpool_run(c->pool, evict_task, &j, m->n_layer);
+    s->n_tokens -= n_evict;
+    gw_kv_seq_truncate(&c->kv, s, keep_slots);
+    c->stream[seq].evicted_tokens += n_evict;
+    c->stream[seq].evictions++;
 }
 
 /* ------------------------------------------------------------------ matmul */
@@ -642,8 +723,10 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
         return -1;
     }
     /* Validate and assign cache slots: each sequence's tokens follow on from
-     * its cache. */
-    int32_t next_slot[MAX_SEQS];
+     * its cache (after a streaming sequence's eviction, which is planned here
+     * and done once the blocks are reserved, so that a failure changes
+     * nothing). */
+    int32_t next_slot[MAX_SEQS], n_in_batch[MAX_SEQS], n_evict[MAX_SEQS], pos_shift[MAX_SEQS];
     for (int t = 0; t < T; t++) {
         int s = b->seq[t];
         if (!seq_valid(c, s)) {
@@ -655,6 +738,41 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
             return -1;
         }
         next_slot[s] = c->seqs[s].n_tokens;
+        n_in_batch[s] = 0;
+        n_evict[s] = pos_shift[s] = 0;
+    }
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        if (c->stream[s].n_window > 0 && b->pos[t] != c->seqs[s].n_tokens + n_in_batch[s]) {
+            gw_set_err(err, errlen,
+                       "forward: streaming sequence %d: token %d has position %d, expected %d "
+                       "(gw_seq_len + its place in the batch)",
+                       s, t, b->pos[t], c->seqs[s].n_tokens + n_in_batch[s]);
+            return -1;
+        }
+        n_in_batch[s]++;
+    }
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        if (c->stream[s].n_window == 0 || n_in_batch[s] == 0) continue;
+        int32_t e = streaming_evict_count(c, s, n_in_batch[s]);
+        if (e < 0) {
+            gw_set_err(err, errlen,
+                       "forward: streaming sequence %d: a chunk of %d tokens does not fit in its window of %d "
+                       "(+ %d sinks); feed it in smaller chunks",
+                       s, n_in_batch[s], c->stream[s].n_window, c->stream[s].n_sink);
+            return -1;
+        }
+        const gw_kv_seq *q = &c->seqs[s];
+        for (int32_t i = 0; e > 0 && i < q->n_blocks; i++) {
+            if (c->kv.refcount[q->blocks[i]] > 1) {
+                gw_set_err(err, errlen, "forward: streaming sequence %d shares KV blocks and cannot evict", s);
+                return -1;
+            }
+        }
+        n_evict[s] = pos_shift[s] = e;
+        next_slot[s] -= e;
+        n_in_batch[s] = 0; /* planned: skip the sequence's other tokens */
     }
     for (int t = 0; t < T; t++) {
         int s = b->seq[t];
@@ -676,6 +794,14 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
             return -1;
         }
     }
+    /* The blocks are there: evict (next_slot is now where each sequence ends). */
+    for (int t = 0; t < T; t++) {
+        int s = b->seq[t];
+        if (n_evict[s] > 0) {
+            streaming_evict(c, s, n_evict[s], next_slot[s]);
+            n_evict[s] = 0;
+        }
+    }
 
 #ifdef GODWIT_CUDA
     if (c->cuda) return forward_cuda(c, b, out, err, errlen);
@@ -685,10 +811,12 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
     const int half = m->rope_dim / 2;
     const size_t qd = (size_t)H * D, kvd = (size_t)KV * D;
 
-    /* RoPE tables for each token's position. */
+    /* RoPE tables for each token's position (a streaming sequence's moved
+     * down by what it just evicted: its place in the cache). */
     for (int t = 0; t < T; t++) {
+        const int32_t pos = b->pos[t] - pos_shift[b->seq[t]];
         for (int i = 0; i < half; i++) {
-            float ang = (float)b->pos[t] * c->inv_freq[i];
+            float ang = (float)pos * c->inv_freq[i];
             c->rope_cos[(size_t)t * half + i] = cosf(ang);
             c->rope_sin[(size_t)t * half + i] = sinf(ang);
         }

@@ -84,6 +84,37 @@ out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 256 --stride 512 2>&1); rc=$
 check "stride > ctx refused" [ $rc -eq 1 ]
 check "stride error named" contains "$out" "stride must not exceed"
 
+# streaming (attention sinks + sliding window)
+for cmd in run chat ppl; do
+  out=$("$bin" $cmd --help 2>&1)
+  check "$cmd --help documents --streaming" contains "$out" "--streaming S,W"
+done
+for bad in 4 4,0 -1,10 4,x 4,10,2; do
+  out=$("$bin" run -m "$model" -p hi --streaming "$bad" 2>&1); rc=$?
+  check "--streaming $bad refused" [ $rc -eq 1 ]
+  check "--streaming $bad error named" contains "$out" "--streaming takes S,W"
+done
+out=$("$bin" run -m "$model" -p hi --streaming 8000,1000 2>&1); rc=$?
+check "--streaming past the trained context refused" [ $rc -eq 1 ]
+check "--streaming trained context named" contains "$out" "exceeds the model's trained context 8192"
+out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --streaming 4,60 --stride 8 2>&1); rc=$?
+check "ppl --streaming with --stride refused" [ $rc -eq 1 ]
+out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --streaming 4,60 --ctx 128 2>&1); rc=$?
+check "ppl --streaming S,W with --ctx refused" [ $rc -eq 1 ]
+out=$("$bin" run -m "$model" -p "The capital of France is" -n 8 --temp 0 -t 2 --streaming 4,1020 2>/dev/null)
+check "streaming with a window holding everything: same text" contains "$out" "The capital of France is Paris"
+out=$("$bin" run -m "$model" -p "The capital of France is" -n 48 --temp 0 -t 2 --streaming 4,28 --kv-block 8 2>"$tmp/err"); rc=$?
+check "streaming run past its window exits 0" [ $rc -eq 0 ]
+check "streaming run reports evictions" grep -q -E "streaming: [0-9]+ tokens in the KV cache, [1-9][0-9]* evicted" "$tmp/err"
+out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --streaming 4,60 -b 32 --chunks 8 -t 2 2>/dev/null); rc=$?
+check "streaming ppl exits 0" [ $rc -eq 0 ]
+check "streaming ppl: every token scored, cache bounded" contains "$out" \
+  "over 256 tokens (streaming 4 sinks + window 60, chunks of 32; KV cache at most 64 tokens = 4 blocks"
+out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --streaming 0,0 --ctx 128 -b 32 --chunks 8 -t 2 2>&1); rc=$?
+check "dense stream past its cache exits 1" [ $rc -eq 1 ]
+check "dense stream prints the figure so far" contains "$out" "over 128 tokens (dense stream"
+check "dense stream failure explained" contains "$out" "the dense model stops here"
+
 out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$?
 check "bench exits 0" [ $rc -eq 0 ]
 check "bench pp json" contains "$out" '"test":"pp16","depth":0'

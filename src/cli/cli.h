@@ -29,6 +29,9 @@ char *read_file(const char *path, size_t *len);
 /* --device: "cpu" -> GW_DEVICE_CPU, "cuda" (or "gpu") -> GW_DEVICE_CUDA; exits on
  * anything else, and for cuda when this build has no CUDA backend. */
 int parse_device(const char *s);
+/* --streaming S,W: S attention sinks and a window of W tokens (S >= 0, W >=
+ * 1), or 0,0 for off; exits on anything else. */
+void parse_streaming(const char *s, int *n_sink, int *n_window);
 #define DEVICE_HELP "      --device D          cpu or cuda (default: cpu; cuda needs a -DGODWIT_CUDA=ON build)\n"
 
 int cmd_eval(int argc, char **argv);

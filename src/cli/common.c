@@ -127,3 +127,19 @@ int parse_device(const char *s) {
     die("--device must be cpu or cuda, not '%s'", s);
     return GW_DEVICE_CPU;
 }
+
+void parse_streaming(const char *s, int *n_sink, int *n_window) {
+    char *end;
+    errno = 0;
+    long sink = strtol(s, &end, 10), window = -1;
+    if (!errno && end != s && *end == ',') {
+        const char *w = end + 1;
+        window = strtol(w, &end, 10);
+        if (errno || end == w || *end) window = -1;
+    }
+    if (window < 0 || sink < 0 || sink > 1 << 24 || window > 1 << 24 || (window == 0 && sink != 0))
+        die("--streaming takes S,W: S attention sinks >= 0 and a window of W >= 1 tokens (e.g. 4,1020; 0,0 "
+            "for off), not '%s'", s);
+    *n_sink = (int)sink;
+    *n_window = (int)window;
+}

@@ -35,6 +35,7 @@ typedef struct {
     int n_threads;
     int kv_block;
     int device;
+    int stream_sink, stream_window; /* --streaming S,W; window 0: off */
     bool chat_template;   /* run: wrap the prompt as one user turn */
     bool no_bos;
     bool verbose;
@@ -45,6 +46,11 @@ typedef struct {
 
 /* ------------------------------------------------------------------ usage */
 
+#define STREAMING_HELP \
+    "      --streaming S,W     keep the first S tokens (attention sinks) and the last W, evict\n" \
+    "                          the middle (StreamingLLM; e.g. 4,1020): the KV cache holds S+W\n" \
+    "                          tokens and -c is not used; 0,0 = off (default: off)\n"
+
 static const char *common_help =
     "  -m, --model FILE        GGUF model (default: $GODWIT_MODEL, else models/" DEFAULT_MODEL_FILE
     ",\n"
@@ -53,6 +59,7 @@ static const char *common_help =
     "  -c, --ctx N             context size in tokens (default: 4096, at most the model's)\n"
     "  -b, --batch N           tokens per forward pass while prefilling (default: 512)\n"
     "      --kv-block N        tokens per KV cache block (default: 16)\n"
+    STREAMING_HELP
     DEVICE_HELP
     "  -n, --n-predict N       tokens to generate (default: 128 for run, 512 per chat turn)\n"
     "      --temp T            temperature; 0 = greedy (default: 0.8)\n"
@@ -139,6 +146,7 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) o->n_batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) o->kv_block = parse_int(NEXT(), a);
         else if (!strcmp(a, "--device")) o->device = parse_device(NEXT());
+        else if (!strcmp(a, "--streaming")) parse_streaming(NEXT(), &o->stream_sink, &o->stream_window);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->n_predict = parse_int(NEXT(), a);
         else if (!strcmp(a, "--temp")) o->sp.temperature = parse_float(NEXT(), a);
         else if (!strcmp(a, "--top-k")) o->sp.top_k = parse_int(NEXT(), a);
@@ -177,7 +185,9 @@ typedef struct {
     gw_context *ctx;
     const gw_tokenizer *tok;
     int seq;
-    int32_t *history;   /* every token in the sequence's KV cache, in order */
+    int32_t *history;   /* every token fed to the sequence, in order (in its KV cache unless
+                         * streaming evicted it) */
+    bool streaming;
     int n_history, cap_history;
     float *logits;      /* n_vocab */
     double prefill_s, decode_s;
@@ -291,7 +301,7 @@ static char *generate(session *s, const options *o, gw_sampler *smp) {
             break;
         }
         if (n_gen == o->n_predict) break;
-        if (gw_seq_len(s->ctx, s->seq) >= n_ctx) {
+        if (!s->streaming && gw_seq_len(s->ctx, s->seq) >= n_ctx) {
             fprintf(stderr, "\n[context full: %d tokens]\n", n_ctx);
             break;
         }
@@ -314,6 +324,12 @@ static void print_speed(const session *s) {
     fprintf(stderr, "\nprefill: %ld tokens in %.3f s (%.1f tok/s); decode: %ld tokens in %.3f s (%.1f tok/s)\n",
             s->prefill_tokens, s->prefill_s, s->prefill_s > 0 ? s->prefill_tokens / s->prefill_s : 0.0,
             s->decode_tokens, s->decode_s, s->decode_s > 0 ? s->decode_tokens / s->decode_s : 0.0);
+    if (s->streaming) {
+        gw_streaming_stats st;
+        gw_seq_streaming_stats(s->ctx, s->seq, &st);
+        fprintf(stderr, "streaming: %d tokens in the KV cache, %lld evicted in %lld moves of the window\n",
+                gw_seq_len(s->ctx, s->seq), (long long)st.evicted_tokens, (long long)st.evictions);
+    }
 }
 
 static void open_session(session *s, const options *o) {
@@ -327,13 +343,27 @@ static void open_session(session *s, const options *o) {
         fputc('\n', stderr);
         die("%s", err);
     }
-    int n_ctx = o->n_ctx;
-    if (n_ctx > gw_model_n_ctx_train(s->model)) {
+    int n_ctx = o->n_ctx, n_batch = o->n_batch;
+    s->streaming = o->stream_window > 0;
+    if (s->streaming) {
+        /* The cache holds the sinks and the window; positions stay below S + W,
+         * which must be within what the model was trained on. A prefill chunk
+         * must fit in the window. */
+        if ((int64_t)o->stream_sink + o->stream_window > gw_model_n_ctx_train(s->model)) {
+            fputc('\n', stderr);
+            char msg[96];
+            snprintf(msg, sizeof msg, "%d + %d exceeds the model's trained context %d", o->stream_sink,
+                     o->stream_window, gw_model_n_ctx_train(s->model));
+            die("--streaming: %s", msg);
+        }
+        n_ctx = o->stream_sink + o->stream_window;
+        if (n_batch > o->stream_window) n_batch = o->stream_window;
+    } else if (n_ctx > gw_model_n_ctx_train(s->model)) {
         fprintf(stderr, "\n--ctx %d exceeds the model's trained context; using %d", n_ctx,
                 gw_model_n_ctx_train(s->model));
         n_ctx = gw_model_n_ctx_train(s->model);
     }
-    gw_context_params cp = {.n_ctx = n_ctx, .n_batch = o->n_batch, .n_threads = o->n_threads,
+    gw_context_params cp = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = o->n_threads,
                             .kv_block_size = o->kv_block, .device = o->device};
     s->ctx = gw_context_new(s->model, &cp, err, sizeof err);
     if (!s->ctx) {
@@ -342,8 +372,17 @@ static void open_session(session *s, const options *o) {
     }
     s->tok = gw_model_tokenizer(s->model);
     s->seq = gw_seq_open(s->ctx);
+    if (s->streaming && gw_seq_set_streaming(s->ctx, s->seq, o->stream_sink, o->stream_window) != 0) {
+        fputc('\n', stderr);
+        die("%s", o->device == GW_DEVICE_CUDA ? "--streaming is not available with --device cuda yet"
+                                              : "--streaming: cannot stream this sequence");
+    }
     s->logits = malloc((size_t)gw_model_n_vocab(s->model) * sizeof(float));
     fprintf(stderr, " done in %.2f s (%d threads)\n", now_s() - t0, gw_context_n_threads(s->ctx));
+    if (s->streaming)
+        fprintf(stderr, "streaming: %d sinks + a window of %d tokens (KV cache of %d tokens, %.1f MiB)\n",
+                o->stream_sink, o->stream_window, n_ctx,
+                (double)n_ctx * gw_context_kv_bytes_per_token(s->ctx) / 1048576.0);
     if (o->verbose) {
         char desc[512];
         gw_model_describe(s->model, desc, sizeof desc);
@@ -398,7 +437,7 @@ static int cmd_run(int argc, char **argv) {
     /* special-token text such as <|im_start|> in a prompt is parsed, as llama.cpp does */
     int32_t *ids = tokenize_or_die(s.tok, text, strlen(text), add_bos, true, &n);
     if (n == 0) die("%s", "the prompt is empty");
-    if (n >= gw_context_n_ctx(s.ctx)) {
+    if (!s.streaming && n >= gw_context_n_ctx(s.ctx)) {
         char msg[128];
         snprintf(msg, sizeof msg, "%d tokens, context %d", n, gw_context_n_ctx(s.ctx));
         die("the prompt is longer than the context (%s): raise --ctx", msg);
@@ -465,9 +504,19 @@ static int cmd_chat(int argc, char **argv) {
         int common = 0;
         while (common < n && common < s.n_history && ids[common] == s.history[common]) common++;
         if (common == n) common--; /* need at least one token to get logits */
-        gw_seq_truncate(s.ctx, s.seq, common);
+        /* Streaming: history[h] is in slot h for the sinks (h < S), evicted
+         * for h < S + evicted, else in slot h - evicted. A rendering that
+         * departs from what was fed where that was evicted (rare: a reply that
+         * tokenizes differently) cannot be cut there; the whole conversation
+         * is then fed again. */
+        int evicted = s.n_history - gw_seq_len(s.ctx, s.seq), keep = common;
+        if (s.streaming && evicted > 0 && common > o.stream_sink) {
+            keep = common - evicted;
+            if (keep < o.stream_sink) keep = common = 0;
+        }
+        gw_seq_truncate(s.ctx, s.seq, keep);
         s.n_history = common;
-        if (n + o.n_predict > gw_context_n_ctx(s.ctx)) {
+        if (!s.streaming && n + o.n_predict > gw_context_n_ctx(s.ctx)) {
             fprintf(stderr, "[context full: %d + %d tokens > %d; use /reset or a larger --ctx]\n", n,
                     o.n_predict, gw_context_n_ctx(s.ctx));
             free(ids);
@@ -502,7 +551,8 @@ static int cmd_chat(int argc, char **argv) {
 
 static void usage_ppl(FILE *f) {
     fprintf(f,
-            "usage: godwit ppl [-m MODEL] -f FILE [--ctx N] [--stride S] [--chunks K] [-t THREADS]\n\n"
+            "usage: godwit ppl [-m MODEL] -f FILE [--ctx N] [--stride S | --streaming S,W] [--chunks K]\n"
+            "                  [-t THREADS]\n\n"
             "Perplexity of FILE. Without --stride, llama.cpp's llama-perplexity protocol: the\n"
             "tokenized text is cut into chunks of --ctx tokens (default 2048), each evaluated\n"
             "from an empty cache with BOS first when the model adds one, and the second half\n"
@@ -511,9 +561,17 @@ static void usage_ppl(FILE *f) {
             "the tokens the previous window did not reach (every token once, with at least\n"
             "ctx - S tokens of context). Prints the running figure per chunk or window and\n"
             "the final one with its standard error.\n\n"
+            "With --streaming S,W, StreamingLLM's long-text protocol: the whole text goes\n"
+            "through one sequence in chunks of -b tokens (at most W), every token scored, with\n"
+            "S attention sinks and a window of W tokens, so the KV cache holds S+W tokens\n"
+            "however long the text (--ctx is not used). Progress lines show the KV cache in\n"
+            "use. --streaming 0,0 runs the same stream on the dense model, whose cache holds\n"
+            "--ctx tokens (default: the model's trained context); it stops with an error\n"
+            "when the cache is full, after printing the figure up to there.\n\n"
             "  -f, --file FILE         text to score\n"
             "  -c, --ctx N             chunk or window size in tokens (default: 2048)\n"
             "      --stride S          sliding windows every S tokens (1..ctx; default: chunks)\n"
+            "      --streaming S,W     the streaming protocol with S sinks and a window of W\n"
             "      --chunks K          evaluate at most K chunks or windows (default: all)\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
@@ -526,9 +584,92 @@ static void ppl_progress(int done, int total, double ppl, void *user) {
             el / done * (total - done));
 }
 
+/* The streaming protocol's progress: about 64 lines per run, each with the
+ * KV cache in use (the whole pool holds only the stream's sequence). */
+typedef struct {
+    double t0;
+    const gw_context *c;
+    int batch;
+    long n_tokens;
+} stream_progress;
+
+static void ppl_stream_progress(int done, int total, double ppl, void *user) {
+    const stream_progress *p = user;
+    int every = (total + 63) / 64;
+    if (done % every && done != total) return;
+    const gw_context *c = p->c;
+    int bs = gw_context_kv_block_size(c), pool = (gw_context_n_ctx(c) + bs - 1) / bs * bs;
+    int used = pool - gw_context_kv_free_tokens(c);
+    long fed = (long)done * p->batch < p->n_tokens ? (long)done * p->batch : p->n_tokens;
+    double el = now_s() - p->t0;
+    fprintf(stderr, "[%d/%d] %ld tokens  ppl %.4f  KV %d blocks (%.2f MiB)  %.1f tok/s  ETA %.0f s\n", done, total,
+            fed, ppl, used / bs, (double)used * gw_context_kv_bytes_per_token(c) / 1048576.0, fed / el,
+            el / done * (total - done));
+}
+
+/* godwit ppl --streaming S,W (see usage_ppl); frees ids, text and the model. */
+static int ppl_streaming(gw_model *m, int32_t *ids, int64_t n_tokens, int dense_ctx, int batch, int n_chunks,
+                         int threads, int kv_block, int device, int sink, int window, char *text) {
+    bool dense = window == 0;
+    /* the cache: sinks + window, or the dense context; chunks fit in the window */
+    int n_ctx = dense ? dense_ctx : sink + window;
+    if (!dense && (int64_t)sink + window > gw_model_n_ctx_train(m)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%d + %d exceeds the model's trained context %d", sink, window,
+                 gw_model_n_ctx_train(m));
+        die("--streaming: %s", msg);
+    }
+    int max_batch = dense ? n_ctx : window;
+    if (batch > max_batch) batch = max_batch;
+    char err[512];
+    gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch, .n_threads = threads, .kv_block_size = kv_block,
+                            .device = device};
+    gw_context *c = gw_context_new(m, &cp, err, sizeof err);
+    if (!c) die("%s", err);
+    const double mib_per_token = gw_context_kv_bytes_per_token(c) / 1048576.0;
+    if (dense)
+        fprintf(stderr, "dense stream: one sequence, chunks of %d, KV cache of %d tokens (%.1f MiB)\n", batch, n_ctx,
+                n_ctx * mib_per_token);
+    else
+        fprintf(stderr, "streaming: %d sinks + a window of %d, chunks of %d, KV cache of %d tokens (%.1f MiB)\n",
+                sink, window, batch, n_ctx, n_ctx * mib_per_token);
+    stream_progress prog = {now_s(), c, batch, (long)n_tokens};
+    gw_ppl_params pp = {.n_chunks = n_chunks, .bos = -1, .stream = 1, .n_sink = sink, .n_window = window};
+    gw_ppl_result r;
+    int rc = gw_perplexity(c, gw_model_n_vocab(m), ids, n_tokens, &pp, ppl_stream_progress, &prog, &r, err,
+                           sizeof err);
+    int bs = gw_context_kv_block_size(c);
+    int kv_blocks = (r.kv_tokens_max + bs - 1) / bs;
+    if (r.n_scored > 0) {
+        char what[128];
+        if (dense) snprintf(what, sizeof what, "dense stream");
+        else snprintf(what, sizeof what, "streaming %d sinks + window %d", sink, window);
+        printf("ppl %.4f +/- %.4f over %ld tokens (%s, chunks of %d; KV cache at most %d tokens = %d blocks, "
+               "%.2f MiB; %lld evicted) in %.1f s (%.1f tok/s)\n",
+               r.ppl, r.ppl_err, r.n_scored, what, batch, r.kv_tokens_max, kv_blocks,
+               kv_blocks * bs * mib_per_token, (long long)r.evicted, r.seconds, r.n_evaluated / r.seconds);
+        fflush(stdout);
+    }
+    if (rc != 0 && dense && r.n_evaluated > 0) {
+        fprintf(stderr,
+                "godwit: %s\ngodwit: the dense model stops here: its cache holds %d tokens (the model was trained "
+                "on %d); --streaming S,W keeps the cache bounded\n",
+                err, n_ctx, gw_model_n_ctx_train(m));
+        exit(1);
+    }
+    if (rc != 0) die("%s", err);
+    free(ids);
+    free(text);
+    gw_context_free(c);
+    gw_model_free(m);
+    return 0;
+}
+
 static int cmd_ppl(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
     int n_ctx = 2048, n_chunks = 0, threads = 0, batch = 512, kv_block = 16, stride = 0, device = GW_DEVICE_CPU;
+    int stream_sink = 0, stream_window = 0;
+    bool stream = false, ctx_given = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("option %s needs a value", a), ""))
@@ -537,8 +678,12 @@ static int cmd_ppl(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = NEXT();
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) file = NEXT();
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) n_ctx = parse_int(NEXT(), a);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) n_ctx = parse_int(NEXT(), a), ctx_given = true;
         else if (!strcmp(a, "--chunks")) n_chunks = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--streaming")) {
+            parse_streaming(NEXT(), &stream_sink, &stream_window);
+            stream = true;
+        }
         else if (!strcmp(a, "--stride")) {
             stride = parse_int(NEXT(), a);
             if (stride <= 0) die("%s", "--stride must be >= 1");
@@ -562,6 +707,9 @@ static int cmd_ppl(int argc, char **argv) {
     if (n_ctx < 4 || batch <= 0 || threads < 0 || n_chunks < 0 || kv_block <= 0)
         die("%s", "invalid --ctx, --batch, --threads, --chunks or --kv-block");
     if (stride > n_ctx) die("%s", "--stride must not exceed --ctx");
+    if (stream && stride) die("%s", "--stride and --streaming are different protocols: give one");
+    if (stream && stream_window > 0 && ctx_given)
+        die("%s", "--ctx does not apply with --streaming S,W: the KV cache holds S+W tokens");
     size_t len;
     char *text = read_file(file, &len);
     const char *path = resolve_model(model);
@@ -576,6 +724,8 @@ static int cmd_ppl(int argc, char **argv) {
     n_tokens = gw_tokenize(tok, text, len, add_bos, false, &ids);
     if (n_tokens < 0) die("%s", "tokenization failed");
     fprintf(stderr, "%s: %lld tokens (tokenized in %.2f s)\n", file, (long long)n_tokens, now_s() - t0);
+    if (stream) return ppl_streaming(m, ids, n_tokens, ctx_given ? n_ctx : gw_model_n_ctx_train(m), batch, n_chunks,
+                                     threads, kv_block, device, stream_sink, stream_window, text);
     gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch < n_ctx ? batch : n_ctx, .n_threads = threads,
                             .kv_block_size = kv_block, .device = device};
     gw_context *c = gw_context_new(m, &cp, err, sizeof err);

@@ -69,10 +69,99 @@ static int eval_window(gw_context *c, int n_vocab, const int32_t *win, int n, in
     return rc;
 }
 
+/* ppl and its standard error from the sums. */
+static void acc_finish(const nll_acc *acc, gw_ppl_result *out) {
+    double mean = acc->sum / (double)acc->n;
+    double var = acc->sum_sq / (double)acc->n - mean * mean;
+    double se_mean = acc->n > 1 && var > 0 ? sqrt(var / (double)(acc->n - 1)) : 0;
+    out->mean_nll = mean;
+    out->ppl = exp(mean);
+    out->ppl_err = out->ppl * se_mean; /* d exp(x) = exp(x) dx */
+    out->n_scored = acc->n;
+}
+
+/* The streaming protocol (see ppl.h): one sequence, chunks of n_batch. */
+static int perplexity_stream(gw_context *c, int n_vocab, const int32_t *tokens, int64_t n_tokens,
+                             const gw_ppl_params *p, void (*progress)(int, int, double, void *), void *user,
+                             gw_ppl_result *out, char *err, size_t errlen) {
+    const int B = gw_context_n_batch(c);
+    int64_t n_chunks = (n_tokens + B - 1) / B;
+    if (p->n_chunks > 0 && p->n_chunks < n_chunks) n_chunks = p->n_chunks;
+    if (n_tokens < 2) {
+        snprintf(err, errlen, "ppl: the text has %lld tokens; at least 2 are needed", (long long)n_tokens);
+        return -1;
+    }
+    if (n_chunks > INT_MAX) n_chunks = INT_MAX;
+    int seq = gw_seq_open(c);
+    if (seq < 0) {
+        snprintf(err, errlen, "ppl: no free sequence");
+        return -1;
+    }
+    if (gw_seq_set_streaming(c, seq, p->n_sink, p->n_window) != 0) {
+        snprintf(err, errlen, "ppl: streaming with %d sinks and a window of %d is not possible here "
+                 "(bad sizes, or a GPU context)", p->n_sink, p->n_window);
+        gw_seq_close(c, seq);
+        return -1;
+    }
+    int32_t *seqv = malloc(sizeof(int32_t) * B), *pos = malloc(sizeof(int32_t) * B);
+    int8_t *want = malloc((size_t)B);
+    float *logits = malloc(sizeof(float) * (size_t)n_vocab * B);
+    if (!seqv || !pos || !want || !logits) {
+        snprintf(err, errlen, "ppl: out of memory");
+        free(seqv); free(pos); free(want); free(logits);
+        gw_seq_close(c, seq);
+        return -1;
+    }
+    double t0 = now_s();
+    nll_acc acc = {0};
+    int rc = 0;
+    for (int64_t ci = 0; ci < n_chunks; ci++) {
+        int64_t begin = ci * B;
+        int m = n_tokens - begin < B ? (int)(n_tokens - begin) : B;
+        int base = gw_seq_len(c, seq);
+        for (int i = 0; i < m; i++) {
+            seqv[i] = seq;
+            pos[i] = base + i;
+            want[i] = begin + i + 1 < n_tokens; /* every token that has a next one */
+        }
+        gw_batch b = {m, tokens + begin, seqv, pos, want};
+        if (gw_forward(c, &b, logits, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        int k = 0;
+        for (int i = 0; i < m; i++) {
+            if (!want[i]) continue;
+            double nll = token_nll(logits + (size_t)k * n_vocab, n_vocab, tokens[begin + i + 1]);
+            acc.sum += nll;
+            acc.sum_sq += nll * nll;
+            acc.n++;
+            k++;
+        }
+        out->n_evaluated += m;
+        out->n_chunks++;
+        if (gw_seq_len(c, seq) > out->kv_tokens_max) out->kv_tokens_max = gw_seq_len(c, seq);
+        if (progress) progress((int)ci + 1, (int)n_chunks, acc.n ? exp(acc.sum / (double)acc.n) : 0.0, user);
+    }
+    if (acc.n > 0) acc_finish(&acc, out);
+    else if (rc == 0) {
+        snprintf(err, errlen, "ppl: no token was scored");
+        rc = -1;
+    }
+    gw_streaming_stats st;
+    gw_seq_streaming_stats(c, seq, &st);
+    out->evicted = st.evicted_tokens;
+    out->seconds = now_s() - t0;
+    free(seqv); free(pos); free(want); free(logits);
+    gw_seq_close(c, seq);
+    return rc;
+}
+
 int gw_perplexity(gw_context *c, int n_vocab, const int32_t *tokens, int64_t n_tokens,
                   const gw_ppl_params *p, void (*progress)(int, int, double, void *), void *user,
                   gw_ppl_result *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    if (p->stream) return perplexity_stream(c, n_vocab, tokens, n_tokens, p, progress, user, out, err, errlen);
     const int n_ctx = p->n_ctx;
     const int stride = p->stride;
     if (n_ctx < 4 || n_ctx > gw_context_n_ctx(c)) {
@@ -142,13 +231,7 @@ int gw_perplexity(gw_context *c, int n_vocab, const int32_t *tokens, int64_t n_t
         rc = -1;
     }
     if (rc == 0) {
-        double mean = acc.sum / (double)acc.n;
-        double var = acc.sum_sq / (double)acc.n - mean * mean;
-        double se_mean = acc.n > 1 && var > 0 ? sqrt(var / (double)(acc.n - 1)) : 0;
-        out->mean_nll = mean;
-        out->ppl = exp(mean);
-        out->ppl_err = out->ppl * se_mean; /* d exp(x) = exp(x) dx */
-        out->n_scored = acc.n;
+        acc_finish(&acc, out);
         out->n_chunks = (int)n_windows;
         out->n_evaluated = n_evaluated;
         out->seconds = now_s() - t0;

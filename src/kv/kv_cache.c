@@ -1,5 +1,6 @@
 #include "kv/kv_cache.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,4 +209,67 @@ void gw_kv_store(gw_kv_pool *p, int32_t block, int layer, int head, int slot, co
     uint16_t *kt = p->k + tile, *vt = p->v + tile;
     for (int d = 0; d < p->head_dim; d++) kt[gw_kv_k_index(p, slot, d)] = gw_fp32_to_fp16(k[d]);
     gw_quantize_row(GW_TYPE_F16, v, vt + gw_kv_v_index(p, slot, 0), p->head_dim);
+}
+
+/* ------------------------------------------------- moving a window of slots */
+
+int gw_kv_seq_shift_layers(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t dst, int32_t n,
+                           const gw_kv_rope *rope, int layer0, int layer1) {
+    enum { MAX_HALF = 512, PIECE = 64 }; /* head_dim <= 1024 (model.c); slots converted at a time */
+    const int bs = p->block_size, D = p->head_dim;
+    if (!p->k || n < 0 || dst < 0 || dst >= src || (int64_t)src + n > (int64_t)s->n_blocks * bs) return -1;
+    if (rope->dim < 0 || rope->dim % 2 || rope->dim > D || rope->dim / 2 > MAX_HALF || layer0 < 0 ||
+        layer1 > p->n_layer)
+        return -1;
+    if (n == 0 || layer0 >= layer1) return 0;
+    for (int32_t b = dst / bs; b <= (dst + n - 1) / bs; b++)
+        if (p->refcount[s->blocks[b]] != 1) return -1;
+    const int half = rope->dim / 2;
+    const int32_t e = src - dst;
+    float cs[MAX_HALF], sn[MAX_HALF]; /* rotation by -e positions, per pair */
+    for (int i = 0; i < half; i++) {
+        /* in double: e * inv_freq reaches thousands of radians */
+        double ang = -(double)e * rope->inv_freq[i];
+        cs[i] = (float)cos(ang);
+        sn[i] = (float)sin(ang);
+    }
+    float ra[PIECE], rb[PIECE], wa[PIECE], wb[PIECE];
+    /* Runs of slots contiguous in both the source and the destination block,
+     * in increasing order: a run only overwrites slots that earlier runs have
+     * already read (dst < src), and reads each piece before writing it. */
+    for (int32_t j = src; j < src + n;) {
+        int so = j % bs, dof = (j - e) % bs;
+        int len = bs - so < bs - dof ? bs - so : bs - dof;
+        if (len > src + n - j) len = src + n - j;
+        if (len > PIECE) len = PIECE;
+        int32_t sb = s->blocks[j / bs], db = s->blocks[(j - e) / bs];
+        for (int l = layer0; l < layer1; l++) {
+            for (int h = 0; h < p->n_head_kv; h++) {
+                uint16_t *ks = p->k + gw_kv_tile(p, sb, l, h), *kd = p->k + gw_kv_tile(p, db, l, h);
+                for (int i = 0; i < half; i++) {
+                    int d1 = rope->neox ? i : 2 * i, d2 = rope->neox ? i + half : 2 * i + 1;
+                    /* keys are dimension-major: a pair's rows are vectors over the run's slots */
+                    gw_dequantize_row(GW_TYPE_F16, ks + gw_kv_k_index(p, so, d1), ra, len);
+                    gw_dequantize_row(GW_TYPE_F16, ks + gw_kv_k_index(p, so, d2), rb, len);
+                    for (int x = 0; x < len; x++) {
+                        wa[x] = ra[x] * cs[i] - rb[x] * sn[i];
+                        wb[x] = ra[x] * sn[i] + rb[x] * cs[i];
+                    }
+                    gw_quantize_row(GW_TYPE_F16, wa, kd + gw_kv_k_index(p, dof, d1), len);
+                    gw_quantize_row(GW_TYPE_F16, wb, kd + gw_kv_k_index(p, dof, d2), len);
+                }
+                for (int d = rope->dim; d < D; d++) /* dimensions RoPE leaves alone */
+                    memmove(kd + gw_kv_k_index(p, dof, d), ks + gw_kv_k_index(p, so, d), (size_t)len * sizeof(uint16_t));
+                memmove(p->v + gw_kv_tile(p, db, l, h) + gw_kv_v_index(p, dof, 0),
+                        p->v + gw_kv_tile(p, sb, l, h) + gw_kv_v_index(p, so, 0), (size_t)len * D * sizeof(uint16_t));
+            }
+        }
+        j += len;
+    }
+    return 0;
+}
+
+int gw_kv_seq_shift_down(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t dst, int32_t n,
+                         const gw_kv_rope *rope) {
+    return gw_kv_seq_shift_layers(p, s, src, dst, n, rope, 0, p->n_layer);
 }

@@ -103,4 +103,34 @@ static inline size_t gw_kv_v_index(const gw_kv_pool *p, int slot, int d) { retur
 
 /* Stores one token's key and value vectors (head_dim floats each) into a slot. */
 void gw_kv_store(gw_kv_pool *p, int32_t block, int layer, int head, int slot, const float *k, const float *v);
+
+/* ---- moving a window of slots (streaming: attention sinks + sliding window) ---- */
+
+/* How the cached keys were rotated: the first `dim` dimensions of a head in
+ * pairs, (2i, 2i+1) for NORM or (i, i + dim/2) for NEOX, pair i by the angle
+ * position * inv_freq[i] (the forward pass's RoPE, scaling included). */
+typedef struct {
+    int dim;                /* rope_dim, even, <= head_dim */
+    int neox;               /* 0: NORM pairs, 1: NEOX pairs */
+    const float *inv_freq;  /* [dim/2] */
+} gw_kv_rope;
+
+/* Moves slots [src, src + n) of a sequence down to [dst, dst + n), dst <
+ * src, in every layer and KV head. Values are copied as they are; keys are
+ * rotated by -(src - dst) positions, so that a key cached at position p
+ * afterwards equals (up to one more fp16 rounding) the key cached at
+ * position p - (src - dst): RoPE rotations compose, R(p - e) = R(-e) R(p).
+ * Slots below dst are untouched, and so are the sequence's length and
+ * blocks (the caller truncates, which frees the blocks past the new end).
+ * Every block written must be the sequence's own (refcount 1). Returns 0,
+ * or -1 (range outside the sequence's blocks, dst >= src, a shared block,
+ * pages that live on a device, rope->dim odd or over head_dim); nothing is
+ * moved then. Allocates nothing. */
+int gw_kv_seq_shift_down(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t dst, int32_t n,
+                         const gw_kv_rope *rope);
+/* The same move for layers [layer0, layer1) only, so that threads can share
+ * the work; gw_kv_seq_shift_down is this over every layer. Same checks and
+ * results. */
+int gw_kv_seq_shift_layers(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t dst, int32_t n,
+                           const gw_kv_rope *rope, int layer0, int layer1);
 #endif
