@@ -33,9 +33,20 @@ typedef struct {
     int n_ctx;          /* KV slots available in total (all sequences) */
     int n_batch;        /* most tokens in one forward pass */
     int n_threads;      /* 0: all cores */
-    int kv_block_size;  /* tokens per KV block (16 by default) */
+    int kv_block_size;  /* tokens per KV block; 0: 16, or 32 for a quantized KV cache */
     int device;         /* GW_DEVICE_CPU (default) or GW_DEVICE_CUDA (GPU 0; CUDA_VISIBLE_DEVICES picks) */
+    int kv_type;        /* GW_KV_F16 (default), GW_KV_INT8 or GW_KV_INT4: see below */
 } gw_context_params;
+
+/* KV cache page formats. INT8 and INT4 are KIVI's: keys quantized per
+ * channel and values per token, in groups of 32 with an fp16 scale and
+ * minimum each; a block's tokens stay in fp16 until the block is full, so
+ * the tokens of the current block (and of the batch being computed) are
+ * always exact. They need a kv_block_size that is a multiple of 32 and a
+ * head size that is one too, on the CPU (the CUDA path is not done yet), and
+ * no streaming (its keys are re-rotated in place). */
+enum { GW_KV_F16 = 0, GW_KV_INT8 = 1, GW_KV_INT4 = 2 };
+const char *gw_kv_type_name(int kv_type); /* "f16", "int8", "int4" */
 
 enum { GW_DEVICE_CPU = 0, GW_DEVICE_CUDA = 1 };
 /* 1 if this build has the CUDA backend (-DGODWIT_CUDA=ON). */
@@ -132,6 +143,55 @@ typedef struct {
 } gw_streaming_stats;
 /* The sequence's streaming settings and what it evicted (zeros if seq is not open). */
 void gw_seq_streaming_stats(const gw_context *c, int seq, gw_streaming_stats *st);
+
+/* ---- KV selection: prompt compression by eviction (SnapKV, H2O) ----
+ * gw_seq_kv_score starts collecting, for each of the sequence's tokens
+ * computed from now on at a position >= from_pos, its attention
+ * probabilities per (layer, KV head, cached slot), summed over the query
+ * heads that share the KV head (from_pos < 0 stops and drops them).
+ * gw_seq_kv_compress then keeps `budget` slots per (layer, KV head): the
+ * n_recent newest, and the budget - n_recent older ones with the highest
+ * score after an average pooling `pool` slots wide; every KV head keeps its
+ * own choice (GQA-aware: one choice per KV head, not per query head). Kept
+ * slots move down in order, the blocks past the budget go back to the pool,
+ * and collecting stops. Nothing happens if the sequence holds <= budget.
+ *   SnapKV: score from the last 32 prompt tokens (the observation window),
+ *           n_recent 32, pool 7.
+ *   H2O:    score from every prompt token (accumulated attention: the heavy
+ *           hitters), n_recent budget / 2, pool 1.
+ * Keys keep the rotation of their original positions, so the tokens that
+ * follow take positions gw_seq_len + gw_seq_kv_compressed (the prompt's
+ * length and on), not gw_seq_len. Scoring costs one extra pass over the
+ * keys per scoring token (cheap for SnapKV's window, a second attention for
+ * H2O). Both return 0, or -1: bad arguments, a CUDA context, a quantized KV
+ * cache or a streaming sequence (not supported together yet), prefix-cache
+ * blocks (shared: cannot be rewritten), out of memory. */
+int gw_seq_kv_score(gw_context *c, int seq, int from_pos);
+int gw_seq_kv_compress(gw_context *c, int seq, int budget, int n_recent, int pool);
+/* Tokens gw_seq_kv_compress dropped from the sequence so far. */
+int gw_seq_kv_compressed(const gw_context *c, int seq);
+
+/* A compression policy with its budget, as the CLI, the server and the
+ * evaluation harness take it: keep `budget` tokens, or (budget 0) the
+ * prompt's length / ratio, rounded up; never less than the policy's recent
+ * window. */
+enum { GW_SELECT_NONE = 0, GW_SELECT_SNAPKV = 1, GW_SELECT_H2O = 2 };
+typedef struct {
+    int policy;     /* GW_SELECT_* */
+    int budget;     /* tokens kept; 0: use ratio */
+    double ratio;   /* KV reduction factor (e.g. 4) when budget is 0 */
+} gw_kv_select;
+#define GW_SNAPKV_WINDOW 32 /* observation window and recent tokens kept */
+#define GW_SNAPKV_POOL 7
+/* Parses "snapkv:1024", "h2o:4x", "none"; 0, or -1 if malformed. */
+int gw_kv_select_parse(const char *s, gw_kv_select *out);
+/* "snapkv:4x", "h2o:1024" or "none". */
+void gw_kv_select_describe(const gw_kv_select *k, char *buf, size_t buflen);
+/* Before a prompt of n tokens is fed to a fresh sequence: starts the
+ * policy's scoring (nothing for GW_SELECT_NONE). After it: compresses.
+ * 0, or -1 as gw_seq_kv_score / gw_seq_kv_compress. */
+int gw_kv_select_begin(gw_context *c, int seq, const gw_kv_select *k, int n_prompt);
+int gw_kv_select_end(gw_context *c, int seq, const gw_kv_select *k, int n_prompt);
 
 /* ---- forward ---- */
 /* A flat batch: token i belongs to sequence seq[i] at position pos[i].

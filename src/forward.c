@@ -8,6 +8,7 @@
  *   -> residual -> rmsnorm -> gate/up -> SiLU(gate)*up -> down -> residual
  * Matrix products go through gw_matmul (quantized kernels); the work of each
  * op is split into tasks run by the context's thread pool. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,13 @@ typedef struct {
     int64_t evicted_tokens, evictions;
 } seq_streaming;
 
+/* A sequence's KV selection state (gw_seq_kv_score / gw_seq_kv_compress). */
+typedef struct {
+    int32_t from_pos;    /* tokens at or past this position add their attention; -1: off */
+    float *score;        /* [n_layer][n_head_kv][slot_cap] summed probabilities */
+    int64_t compressed;  /* tokens dropped so far: next position = slots + compressed */
+} seq_select;
+
 struct gw_context {
     gw_model *model;
     gw_threadpool *pool;
@@ -44,6 +52,9 @@ struct gw_context {
     gw_kv_seq seqs[MAX_SEQS];
     bool seq_used[MAX_SEQS];
     seq_streaming stream[MAX_SEQS];
+    seq_select select[MAX_SEQS];
+    int32_t slot_cap;           /* slots the pool holds: n_blocks * block_size */
+    float *probs;               /* per-thread scoring scratch, [threads][group * slot_cap], lazily */
     float *inv_freq;     /* [rope_dim/2] */
     /* scratch, sized for n_batch tokens */
     float *x, *xn, *q, *k, *v, *att, *gate, *up;
@@ -140,14 +151,17 @@ void gw_context_free(gw_context *c) {
     free(c->tok_visible);
     free(c->tile_start);
     free(c->attn_parts);
+    for (int i = 0; i < MAX_SEQS; i++) free(c->select[i].score);
+    free(c->probs);
     free(c);
 }
 
-gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, size_t errlen) {
-    gw_context_params dp = gw_context_default_params();
-    if (!p) p = &dp;
+gw_context *gw_context_new(gw_model *m, const gw_context_params *params, char *err, size_t errlen) {
+    gw_context_params pp = params ? *params : gw_context_default_params();
+    if (pp.kv_block_size == 0) pp.kv_block_size = pp.kv_type != GW_KV_F16 ? 32 : 16;
+    const gw_context_params *p = &pp;
     if (p->n_ctx <= 0 || p->n_batch <= 0 || p->kv_block_size <= 0 || p->kv_block_size > 4096) {
-        gw_set_err(err, errlen, "context: n_ctx, n_batch and kv_block_size must be positive");
+        gw_set_err(err, errlen, "context: n_ctx and n_batch must be positive, kv_block_size in 0..4096");
         return NULL;
     }
     if (p->device != GW_DEVICE_CPU && p->device != GW_DEVICE_CUDA) {
@@ -161,6 +175,24 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
         return NULL;
     }
 #endif
+    if (p->kv_type != GW_KV_F16) {
+        if (p->kv_type != GW_KV_INT8 && p->kv_type != GW_KV_INT4) {
+            gw_set_err(err, errlen, "context: unknown KV type %d", p->kv_type);
+            return NULL;
+        }
+        if (p->device == GW_DEVICE_CUDA) {
+            gw_set_err(err, errlen, "context: a quantized KV cache (%s) is not available on the CUDA backend yet",
+                       gw_kv_type_name(p->kv_type));
+            return NULL;
+        }
+        if (p->kv_block_size % GW_KV_QGROUP || m->head_dim % GW_KV_QGROUP) {
+            gw_set_err(err, errlen,
+                       "context: a quantized KV cache (%s) needs a KV block size and a head size that are "
+                       "multiples of %d (block size %d, head size %d)",
+                       gw_kv_type_name(p->kv_type), GW_KV_QGROUP, p->kv_block_size, m->head_dim);
+            return NULL;
+        }
+    }
     gw_context *c = calloc(1, sizeof *c);
     if (!c) goto oom;
     c->model = m;
@@ -170,10 +202,15 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
     c->pool = gw_threadpool_new(threads);
     if (!c->pool) goto oom;
     int32_t n_blocks = (p->n_ctx + p->kv_block_size - 1) / p->kv_block_size;
+    /* Open fp16 pages of a quantized pool: one per sequence between passes
+     * (its partial last block), plus what one batch fills: a block per
+     * block_size tokens and one more per sequence it touches. */
+    int32_t max_open = 2 * MAX_SEQS + (p->n_batch + p->kv_block_size - 1) / p->kv_block_size;
     int kv_rc = p->device == GW_DEVICE_CUDA
                     ? gw_kv_pool_init_external(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size,
                                                n_blocks, NULL, NULL)
-                    : gw_kv_pool_init(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size, n_blocks);
+                    : gw_kv_pool_init_typed(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size,
+                                            n_blocks, p->kv_type, max_open);
     if (kv_rc != 0) {
         gw_set_err(err, errlen, "context: cannot allocate the KV cache (%d tokens, %.1f MiB)", p->n_ctx,
                 (double)n_blocks * p->kv_block_size * 2.0 * m->n_layer * m->n_head_kv * m->head_dim * 2 /
@@ -181,6 +218,7 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
         gw_context_free(c);
         return NULL;
     }
+    c->slot_cap = n_blocks * p->kv_block_size;
     const int half = m->rope_dim / 2;
     c->inv_freq = malloc((size_t)half * sizeof(float));
     if (!c->inv_freq) goto oom;
@@ -211,7 +249,7 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *p, char *err, s
      * bytes of one block of rounding, for up to MAX_SHARED formats at once. */
     c->xq_bytes = Bh * (maxk * sizeof(float) + 512);
     c->xq = malloc(MAX_SHARED * c->xq_bytes);
-    c->attn_scratch_floats = gw_attention_scratch_floats(m->n_head / m->n_head_kv, m->head_dim);
+    c->attn_scratch_floats = gw_attention_scratch_floats(m->n_head / m->n_head_kv, m->head_dim, p->kv_block_size);
     c->attn_scratch = malloc((size_t)threads * c->attn_scratch_floats * sizeof(float));
     c->tok_slot = malloc(B * sizeof(int32_t));
     c->tok_visible = malloc(B * sizeof(int32_t));
@@ -268,6 +306,8 @@ int gw_seq_open(gw_context *c) {
             c->seq_used[i] = true;
             memset(&c->seqs[i], 0, sizeof c->seqs[i]);
             memset(&c->stream[i], 0, sizeof c->stream[i]);
+            c->select[i].from_pos = -1;
+            c->select[i].compressed = 0;
             return i;
         }
     }
@@ -279,13 +319,194 @@ static bool seq_valid(const gw_context *c, int seq) { return seq >= 0 && seq < M
 void gw_seq_close(gw_context *c, int seq) {
     if (!seq_valid(c, seq)) return;
     gw_kv_seq_release(&c->kv, &c->seqs[seq]);
+    free(c->select[seq].score);
+    c->select[seq].score = NULL;
+    c->select[seq].from_pos = -1;
     c->seq_used[seq] = false;
 }
 
 int gw_seq_len(const gw_context *c, int seq) { return seq_valid(c, seq) ? c->seqs[seq].n_tokens : -1; }
 
 void gw_seq_truncate(gw_context *c, int seq, int n) {
-    if (seq_valid(c, seq)) gw_kv_seq_truncate(&c->kv, &c->seqs[seq], n);
+    if (!seq_valid(c, seq)) return;
+    gw_kv_seq_truncate(&c->kv, &c->seqs[seq], n);
+    seq_select *z = &c->select[seq];
+    if (z->score) { /* the dropped slots' statistics go with them */
+        int32_t from = c->seqs[seq].n_tokens;
+        for (size_t t = 0; t < (size_t)c->model->n_layer * c->model->n_head_kv; t++)
+            memset(z->score + t * c->slot_cap + from, 0, (size_t)(c->slot_cap - from) * sizeof(float));
+    }
+}
+
+/* ------------------------------------------------- KV selection (SnapKV, H2O) */
+
+int gw_kv_select_parse(const char *s, gw_kv_select *out) {
+    memset(out, 0, sizeof *out);
+    if (!strcmp(s, "none")) return 0;
+    const char *colon = strchr(s, ':');
+    if (!colon) return -1;
+    size_t n = (size_t)(colon - s);
+    if (n == 6 && !strncmp(s, "snapkv", 6)) out->policy = GW_SELECT_SNAPKV;
+    else if (n == 3 && !strncmp(s, "h2o", 3)) out->policy = GW_SELECT_H2O;
+    else return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(colon + 1, &end);
+    if (errno || end == colon + 1 || !(v > 0) || v > 1e9) return -1;
+    if (*end == 'x' && end[1] == 0) {
+        if (v < 1) return -1;
+        out->ratio = v;
+    } else if (*end == 0 && v == (int)v) {
+        out->budget = (int)v;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+void gw_kv_select_describe(const gw_kv_select *k, char *buf, size_t buflen) {
+    const char *name = k->policy == GW_SELECT_SNAPKV ? "snapkv" : k->policy == GW_SELECT_H2O ? "h2o" : NULL;
+    if (!name) snprintf(buf, buflen, "none");
+    else if (k->budget > 0) snprintf(buf, buflen, "%s:%d", name, k->budget);
+    else snprintf(buf, buflen, "%s:%gx", name, k->ratio);
+}
+
+/* The policy's budget, recent window and pooling for a prompt of n tokens. */
+static void select_plan(const gw_kv_select *k, int n, int *budget, int *recent, int *pool) {
+    int b = k->budget > 0 ? k->budget : (int)ceil(n / (k->ratio > 1 ? k->ratio : 1));
+    if (k->policy == GW_SELECT_SNAPKV) {
+        *recent = GW_SNAPKV_WINDOW;
+        *pool = GW_SNAPKV_POOL;
+    } else {
+        *recent = b / 2;
+        *pool = 1;
+    }
+    if (b < *recent) b = *recent;
+    *budget = b;
+}
+
+int gw_kv_select_begin(gw_context *c, int seq, const gw_kv_select *k, int n_prompt) {
+    if (k->policy == GW_SELECT_NONE) return 0;
+    int budget, recent, pool;
+    select_plan(k, n_prompt, &budget, &recent, &pool);
+    if (n_prompt <= budget) return 0; /* nothing to drop */
+    int from = k->policy == GW_SELECT_SNAPKV ? n_prompt - GW_SNAPKV_WINDOW : 0;
+    return gw_seq_kv_score(c, seq, from < 0 ? 0 : from);
+}
+
+int gw_kv_select_end(gw_context *c, int seq, const gw_kv_select *k, int n_prompt) {
+    if (k->policy == GW_SELECT_NONE || !seq_valid(c, seq) || !c->select[seq].score) return 0;
+    int budget, recent, pool;
+    select_plan(k, n_prompt, &budget, &recent, &pool);
+    return gw_seq_kv_compress(c, seq, budget, recent, pool);
+}
+
+int gw_seq_kv_score(gw_context *c, int seq, int from_pos) {
+    if (!seq_valid(c, seq) || c->cuda || c->kv.type != GW_KV_F16 || c->stream[seq].n_window > 0) return -1;
+    const gw_model *m = c->model;
+    seq_select *z = &c->select[seq];
+    if (from_pos < 0) {
+        free(z->score);
+        z->score = NULL;
+        z->from_pos = -1;
+        return 0;
+    }
+    if (!c->probs) {
+        size_t per = (size_t)(m->n_head / m->n_head_kv) * c->slot_cap;
+        c->probs = malloc((size_t)gw_threadpool_size(c->pool) * per * sizeof(float));
+        if (!c->probs) return -1;
+    }
+    if (!z->score) {
+        z->score = calloc((size_t)m->n_layer * m->n_head_kv * c->slot_cap, sizeof(float));
+        if (!z->score) return -1;
+    }
+    z->from_pos = from_pos;
+    return 0;
+}
+
+int gw_seq_kv_compressed(const gw_context *c, int seq) {
+    return seq_valid(c, seq) ? (int)c->select[seq].compressed : -1;
+}
+
+typedef struct {
+    gw_context *c;
+    int seq;
+    int32_t budget, n_recent;
+    int pool;
+    int failed;
+} compress_job;
+
+typedef struct {
+    float v;
+    int32_t i;
+} ranked;
+
+static int by_score_desc(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int by_index(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One (layer, KV head): rank the older slots by their pooled score, keep the
+ * best budget - n_recent of them and the n_recent newest, in order. */
+static void compress_task(void *arg, int64_t task, int thread) {
+    (void)thread;
+    compress_job *j = arg;
+    gw_context *c = j->c;
+    const int KV = c->model->n_head_kv, layer = (int)(task / KV), head = (int)(task % KV);
+    const gw_kv_seq *s = &c->seqs[j->seq];
+    const int32_t n = s->n_tokens, old = n - j->n_recent, top = j->budget - j->n_recent;
+    const float *score = c->select[j->seq].score + (size_t)task * c->slot_cap;
+    ranked *r = malloc(sizeof(ranked) * (old > 0 ? old : 1));
+    int32_t *keep = malloc(sizeof(int32_t) * j->budget);
+    if (!r || !keep) {
+        j->failed = 1;
+        free(r);
+        free(keep);
+        return;
+    }
+    /* average pooling along the slots (SnapKV clusters around the hits) */
+    const int half = j->pool / 2;
+    double run = 0;
+    for (int32_t i = 0; i < old && i < half; i++) run += score[i];
+    for (int32_t i = 0; i < old; i++) {
+        if (i + half < old) run += score[i + half];
+        if (i - half - 1 >= 0) run -= score[i - half - 1];
+        r[i].v = (float)(run / j->pool);
+        r[i].i = i;
+    }
+    qsort(r, (size_t)old, sizeof *r, by_score_desc);
+    for (int32_t i = 0; i < top; i++) keep[i] = r[i].i;
+    qsort(keep, (size_t)top, sizeof *keep, by_index);
+    for (int32_t i = 0; i < j->n_recent; i++) keep[top + i] = old + i;
+    if (gw_kv_seq_gather(&c->kv, s, layer, head, keep, j->budget) != 0) j->failed = 1;
+    free(r);
+    free(keep);
+}
+
+int gw_seq_kv_compress(gw_context *c, int seq, int budget, int n_recent, int pool) {
+    if (!seq_valid(c, seq) || !c->select[seq].score || budget < 1 || n_recent < 0 || n_recent > budget ||
+        pool < 1)
+        return -1;
+    gw_kv_seq *s = &c->seqs[seq];
+    const int32_t n = s->n_tokens;
+    if (n > budget) {
+        for (int32_t i = 0; i < s->n_blocks; i++)
+            if (c->kv.refcount[s->blocks[i]] > 1) return -1; /* shared with the prefix cache */
+        compress_job j = {c, seq, budget, n_recent, pool, 0};
+        gw_threadpool_run(c->pool, compress_task, &j, (int64_t)c->model->n_layer * c->model->n_head_kv);
+        if (j.failed) return -1; /* out of memory: some tiles may have moved, the sequence is unusable */
+        s->n_tokens = budget;
+        gw_kv_seq_truncate(&c->kv, s, budget);
+        c->select[seq].compressed += n - budget;
+    }
+    gw_seq_kv_score(c, seq, -1);
+    return 0;
 }
 
 /* ------------------------------------------------------------ prefix cache */
@@ -355,6 +576,7 @@ int gw_seq_set_streaming(gw_context *c, int seq, int n_sink, int n_window) {
         n_sink > INT32_MAX - n_window)
         return -1;
     if (c->cuda) return -1; /* the GPU path is not done yet: its pages live on the device */
+    if (c->kv.type != GW_KV_F16 && n_window > 0) return -1; /* quantized keys cannot be re-rotated in place */
     const gw_kv_seq *s = &c->seqs[seq];
     for (int32_t i = 0; i < s->n_blocks; i++)
         if (c->kv.refcount[s->blocks[i]] > 1) return -1; /* shared with the prefix cache */
@@ -674,6 +896,47 @@ static void embed_task(void *arg, int64_t t, int thread) {
                       j->c->x + t * m->n_embd, m->n_embd);
 }
 
+/* Quantized KV: the blocks this batch filled are quantized now (the batch
+ * itself attended to them in fp16). One block per thread-pool task. */
+typedef struct {
+    gw_context *c;
+    int32_t *blocks;
+} seal_job;
+
+static void seal_task(void *arg, int64_t i, int thread) {
+    (void)thread;
+    seal_job *j = arg;
+    gw_kv_seal(&j->c->kv, j->blocks[i]);
+}
+
+static void seal_full_blocks(gw_context *c, const gw_batch *b) {
+    if (c->kv.type == GW_KV_F16) return;
+    const int bs = c->kv.block_size;
+    int32_t *full = c->tok_visible; /* free again: scratch */
+    int64_t n = 0;
+    for (int t = 0; t < b->n_tokens; t++)
+        if (c->tok_slot[t] % bs == bs - 1) full[n++] = c->seqs[b->seq[t]].blocks[c->tok_slot[t] / bs];
+    seal_job j = {c, full};
+    gw_threadpool_run(c->pool, seal_task, &j, n);
+}
+
+/* One KV head: every scoring token of the batch adds its attention
+ * probabilities (summed over the head's query group) to its sequence's
+ * score of this layer and head. */
+static void score_task(void *arg, int64_t kvh, int thread) {
+    const attention_job *j = arg;
+    gw_context *c = j->c;
+    const gw_model *m = c->model;
+    const int group = m->n_head / m->n_head_kv;
+    float *probs = c->probs + (size_t)thread * group * c->slot_cap;
+    for (int t = 0; t < j->b->n_tokens; t++) {
+        const seq_select *z = &c->select[j->b->seq[t]];
+        if (!z->score || j->b->pos[t] < z->from_pos) continue;
+        gw_attention_args a = attention_args(c, j->b, j->layer, t, 1, (int)kvh, thread);
+        gw_attention_probs_add(&a, probs, z->score + ((size_t)j->layer * m->n_head_kv + kvh) * c->slot_cap);
+    }
+}
+
 #ifdef GODWIT_CUDA
 /* The GPU path: the batch as runs of consecutive slots of one sequence (the
  * cache blocks are already reserved), handed to the CUDA engine. */
@@ -822,6 +1085,12 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
         }
     }
 
+    int n_scoring = 0; /* tokens that add their attention to a selection score */
+    for (int t = 0; t < T; t++) {
+        const seq_select *z = &c->select[b->seq[t]];
+        n_scoring += z->score && b->pos[t] >= z->from_pos;
+    }
+
     batch_job bj = {c, b};
     gw_threadpool_run(c->pool, embed_task, &bj, T);
     const int n_split = attention_splits(c, b);
@@ -860,6 +1129,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
             gw_threadpool_run(c->pool, attention_split_task, &aj, (int64_t)T * KV * n_split);
             gw_threadpool_run(c->pool, attention_merge_task, &aj, (int64_t)T * KV);
         }
+        if (n_scoring > 0) gw_threadpool_run(c->pool, score_task, &aj, KV);
         /* x += Wo * att (Wo output into xn as scratch) */
         matmul(c, &L->wo, c->att, T, c->xn);
         for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xn[i];
@@ -876,6 +1146,7 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
     }
 
     for (int t = 0; t < T; t++) c->seqs[b->seq[t]].n_tokens = c->tok_slot[t] + 1;
+    seal_full_blocks(c, b);
 
     /* Final norm and output head, only for the tokens that asked. */
     int n_out = 0;

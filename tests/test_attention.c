@@ -36,7 +36,7 @@ static double run_case(int D, int G, int BS, int n_slots, int n_split, int n_tok
     const int NQ = n_tok * G;
     float *q = malloc(sizeof(float) * NQ * D), *out = malloc(sizeof(float) * NQ * D);
     for (int i = 0; i < NQ * D; i++) q[i] = frand();
-    float *scratch = malloc(sizeof(float) * gw_attention_scratch_floats(G, D));
+    float *scratch = malloc(sizeof(float) * gw_attention_scratch_floats(G, D, BS));
     int32_t visible[GW_ATTN_MAX_TILE];
     for (int i = 0; i < n_tok; i++) visible[i] = n_slots - (n_tok - 1 - i);
     gw_attention_args a = {.kv = &kv, .blocks = table, .layer = layer, .kv_head = head, .group = G,

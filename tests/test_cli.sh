@@ -115,6 +115,25 @@ check "dense stream past its cache exits 1" [ $rc -eq 1 ]
 check "dense stream prints the figure so far" contains "$out" "over 128 tokens (dense stream"
 check "dense stream failure explained" contains "$out" "the dense model stops here"
 
+# quantized KV pages (--kv-type)
+for cmd in run chat ppl bench logits serve "eval ruler"; do
+  out=$("$bin" $cmd --help 2>&1)
+  check "$cmd --help documents --kv-type" contains "$out" "--kv-type T"
+done
+out=$("$bin" run -m "$model" -p hi --kv-type int3 2>&1); rc=$?
+check "--kv-type int3 refused" [ $rc -eq 1 ]
+check "--kv-type error named" contains "$out" "--kv-type must be f16, int8 or int4"
+out=$("$bin" run -m "$model" -p hi --kv-type int8 --kv-block 16 2>&1); rc=$?
+check "--kv-type int8 with 16-token blocks refused" [ $rc -eq 1 ]
+check "--kv-type block size error named" contains "$out" "multiples of 32"
+out=$("$bin" run -m "$model" -p hi --kv-type int4 --streaming 4,60 2>&1); rc=$?
+check "--kv-type int4 with --streaming refused" [ $rc -eq 1 ]
+out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 128 -b 32 --chunks 2 -t 2 --kv-type int8 2>/dev/null); rc=$?
+check "ppl --kv-type int8 exits 0" [ $rc -eq 0 ]
+check "ppl reports the KV format and its bytes per token" contains "$out" "KV int8, 12960 bytes/token"
+out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json --kv-type int4 2>/dev/null); rc=$?
+check "bench --kv-type int4 json" contains "$out" '"kv_type":"int4","kv_bytes_per_token":7200'
+
 out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$?
 check "bench exits 0" [ $rc -eq 0 ]
 check "bench pp json" contains "$out" '"test":"pp16","depth":0'

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "godwit.h"
+
 #define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 double now_s(void);
@@ -32,6 +34,19 @@ int parse_device(const char *s);
 /* --streaming S,W: S attention sinks and a window of W tokens (S >= 0, W >=
  * 1), or 0,0 for off; exits on anything else. */
 void parse_streaming(const char *s, int *n_sink, int *n_window);
+/* --kv-type f16|int8|int4 -> GW_KV_*. */
+int parse_kv_type(const char *s);
+/* --kv-select POLICY:BUDGET -> gw_kv_select (dies on a malformed one). */
+void parse_kv_select(const char *s, gw_kv_select *out);
+#define KV_SELECT_HELP \
+    "      --kv-select P:B     compress the prompt's KV after prefill: snapkv or h2o, keeping B\n" \
+    "                          tokens (e.g. snapkv:1024) or 1/Nth of the prompt (e.g. h2o:4x);\n" \
+    "                          f16 KV on the CPU only (default: none)\n"
+#define KV_HELP \
+    "      --kv-block N        tokens per KV cache block (default: 16; 32 with --kv-type int8/int4)\n" \
+    "      --kv-type T         KV cache pages: f16, int8 or int4 (KIVI: keys per channel, values\n" \
+    "                          per token, groups of 32; a block stays f16 until full) (default: f16)\n"
+
 #define DEVICE_HELP "      --device D          cpu or cuda (default: cpu; cuda needs a -DGODWIT_CUDA=ON build)\n"
 
 int cmd_eval(int argc, char **argv);

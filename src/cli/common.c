@@ -128,6 +128,20 @@ int parse_device(const char *s) {
     return GW_DEVICE_CPU;
 }
 
+int parse_kv_type(const char *s) {
+    if (!strcmp(s, "f16") || !strcmp(s, "none")) return GW_KV_F16;
+    if (!strcmp(s, "int8") || !strcmp(s, "q8")) return GW_KV_INT8;
+    if (!strcmp(s, "int4") || !strcmp(s, "q4")) return GW_KV_INT4;
+    die("--kv-type must be f16, int8 or int4, not '%s'", s);
+    return GW_KV_F16;
+}
+
+void parse_kv_select(const char *s, gw_kv_select *out) {
+    if (gw_kv_select_parse(s, out) != 0)
+        die("--kv-select takes none, snapkv:B or h2o:B with B a token budget (1024) or a reduction (4x), "
+            "not '%s'", s);
+}
+
 void parse_streaming(const char *s, int *n_sink, int *n_window) {
     char *end;
     errno = 0;

@@ -33,7 +33,8 @@ typedef struct {
     int n_depths;
     int samples;
     uint64_t seed;
-    int threads, batch, kv_block, device;
+    int threads, batch, kv_block, kv_type, device;
+    gw_kv_select select;
     bool no_template;
     bool quiet;
 } eval_options;
@@ -67,12 +68,13 @@ static void usage_eval(FILE *f) {
             "  -o, --out FILE          append results to FILE (JSON lines) and resume from it\n"
             "      --grid PREFIX       needle: write PREFIX.json and PREFIX.svg (default: from --out,\n"
             "                          else needle-grid)\n"
-            "      --config NAME       label for this engine configuration (default: dense)\n"
+            "      --config NAME       label for this engine configuration (default: dense, or the\n"
+            "                          --kv-type when it is not f16)\n"
             "      --haystack FILE     essay text (default: ../shared/data/war_and_peace.txt)\n"
             "      --no-template       do not apply the chat template\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass while prefilling (default: 512)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP
+            KV_HELP KV_SELECT_HELP DEVICE_HELP
             "  -q, --quiet             no per-sample progress lines\n");
 }
 
@@ -124,11 +126,10 @@ static void parse_tasks(const char *s, eval_options *o) {
 static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_options *o) {
     memset(o, 0, sizeof *o);
     o->mode = mode;
-    o->config = "dense";
+    o->config = NULL;
     o->samples = -1;
     o->seed = 42;
     o->batch = 512;
-    o->kv_block = 16;
     const char *tasks = NULL, *depths = "11";
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
@@ -150,6 +151,8 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) o->batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) o->kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--kv-type")) o->kv_type = parse_kv_type(NEXT());
+        else if (!strcmp(a, "--kv-select")) parse_kv_select(NEXT(), &o->select);
         else if (!strcmp(a, "--device")) o->device = parse_device(NEXT());
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = true;
         else {
@@ -171,7 +174,15 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
     if (o->n_lengths == 0) die("%s", "give the lengths with --length L[,L...]");
     if (o->samples < 0) o->samples = o->mode == MODE_NEEDLE ? 1 : 10;
     if (o->samples == 0) die("%s", "--samples must be >= 1");
-    if (o->threads < 0 || o->batch <= 0 || o->kv_block <= 0 || o->kv_block > 4096)
+    if (!o->config) {
+        static char label[64];
+        if (o->select.policy != GW_SELECT_NONE) gw_kv_select_describe(&o->select, label, sizeof label);
+        else snprintf(label, sizeof label, "%s", o->kv_type == GW_KV_F16 ? "dense" : gw_kv_type_name(o->kv_type));
+        o->config = label;
+    }
+    if (o->select.policy != GW_SELECT_NONE && o->kv_type != GW_KV_F16)
+        die("%s", "--kv-select needs the f16 KV cache (not --kv-type int8/int4) for now");
+    if (o->threads < 0 || o->batch <= 0 || o->kv_block < 0 || o->kv_block > 4096)
         die("%s", "invalid --threads, --batch or --kv-block");
 }
 
@@ -356,7 +367,7 @@ static int run_eval(const eval_options *o) {
             die("%s", err);
         }
         gw_context_params cp = {.n_ctx = max_length, .n_batch = o->batch, .n_threads = o->threads,
-                                .kv_block_size = o->kv_block, .device = o->device};
+                                .kv_block_size = o->kv_block, .device = o->device, .kv_type = o->kv_type};
         ctx = gw_context_new(m, &cp, err, sizeof err);
         if (!ctx) {
             fputc('\n', stderr);
@@ -371,6 +382,9 @@ static int run_eval(const eval_options *o) {
 
     gw_eval_engine eng;
     if (m) gw_eval_engine_init(&eng, m, ctx, !o->no_template);
+    eng.select = o->select;
+    char select_desc[64];
+    gw_kv_select_describe(&o->select, select_desc, sizeof select_desc);
     if (m && eng.fmt == GW_CHAT_UNKNOWN && !o->no_template)
         fprintf(stderr, "note: the model has no chat template godwit knows; prompts are plain text\n");
     gw_eval_records fresh = {0};
@@ -390,7 +404,10 @@ static int run_eval(const eval_options *o) {
             .score = gw_eval_sample_score(&s, res.prediction), .n_prompt_tokens = res.n_prompt,
             .n_generated = res.n_generated,
             .prefill_tok_s = res.prefill_s > 0 ? res.n_prompt / res.prefill_s : 0,
-            .decode_tok_s = res.decode_s > 0 && res.n_generated > 1 ? (res.n_generated - 1) / res.decode_s : 0};
+            .decode_tok_s = res.decode_s > 0 && res.n_generated > 1 ? (res.n_generated - 1) / res.decode_s : 0,
+            .kv_type = gw_kv_type_name(o->kv_type),
+            .kv_bytes_per_token = (int)gw_context_kv_bytes_per_token(ctx),
+            .kv_select = select_desc, .n_kv_kept = res.n_kv_kept};
         /* the needle grid's cells are the requested depths */
         if (o->mode == MODE_NEEDLE) r.depth = jb->depth;
         if (out && gw_eval_record_write(out, &r, res.prediction, &s) != 0)

@@ -25,7 +25,7 @@ static void usage_logits(FILE *f) {
             "  -c, --ctx N             KV slots (default: prompt + N + 16)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
             "  -t, --threads N         threads (default: all cores)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP);
+            KV_HELP DEVICE_HELP);
 }
 
 /* Parses ids separated by commas or whitespace; exits on anything else. */
@@ -57,7 +57,8 @@ static int argmax(const float *x, int n) {
 
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_arg = NULL, *ids_file = NULL, *out_path = NULL;
-    int n_gen = 0, n_ctx = 0, batch = 512, threads = 0, kv_block = 16, device = GW_DEVICE_CPU;
+    int n_gen = 0, n_ctx = 0, batch = 512, threads = 0, kv_block = 0, device = GW_DEVICE_CPU;
+    int kv_type = GW_KV_F16;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("option %s needs a value", a), ""))
@@ -73,6 +74,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--kv-type")) kv_type = parse_kv_type(NEXT());
         else if (!strcmp(a, "--device")) device = parse_device(NEXT());
         else {
             fprintf(stderr, "godwit logits: unknown option '%s'\n\n", a);
@@ -86,7 +88,7 @@ int cmd_logits(int argc, char **argv) {
         usage_logits(stderr);
         return 2;
     }
-    if (n_gen < 0 || n_ctx < 0 || batch <= 0 || threads < 0 || kv_block <= 0 || kv_block > 4096)
+    if (n_gen < 0 || n_ctx < 0 || batch <= 0 || threads < 0 || kv_block < 0 || kv_block > 4096)
         die("%s", "invalid --generate, --ctx, --batch, --threads or --kv-block");
     size_t file_len = 0;
     char *file_text = ids_file ? read_file(ids_file, &file_len) : NULL;
@@ -108,7 +110,7 @@ int cmd_logits(int argc, char **argv) {
     if (n_ctx == 0) n_ctx = n_prompt + n_gen + 16;
     if (n_ctx < n_prompt + n_gen) die("%s", "--ctx is smaller than the prompt plus --generate");
     gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch, .n_threads = threads, .kv_block_size = kv_block,
-                            .device = device};
+                            .device = device, .kv_type = kv_type};
     gw_context *c = gw_context_new(m, &cp, err, sizeof err);
     if (!c) die("%s", err);
     char dev[512];

@@ -33,7 +33,8 @@ typedef struct {
     int n_ctx;
     int n_batch;
     int n_threads;
-    int kv_block;
+    int kv_block;         /* 0: the library's default */
+    int kv_type;
     int device;
     int stream_sink, stream_window; /* --streaming S,W; window 0: off */
     bool chat_template;   /* run: wrap the prompt as one user turn */
@@ -58,7 +59,7 @@ static const char *common_help =
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx N             context size in tokens (default: 4096, at most the model's)\n"
     "  -b, --batch N           tokens per forward pass while prefilling (default: 512)\n"
-    "      --kv-block N        tokens per KV cache block (default: 16)\n"
+    KV_HELP
     STREAMING_HELP
     DEVICE_HELP
     "  -n, --n-predict N       tokens to generate (default: 128 for run, 512 per chat turn)\n"
@@ -127,7 +128,6 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
     o->n_predict = is_run ? 128 : 512;
     o->n_ctx = 4096;
     o->n_batch = 512;
-    o->kv_block = 16;
     o->sp = gw_sampler_default_params();
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -145,6 +145,7 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) o->n_batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) o->kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--kv-type")) o->kv_type = parse_kv_type(NEXT());
         else if (!strcmp(a, "--device")) o->device = parse_device(NEXT());
         else if (!strcmp(a, "--streaming")) parse_streaming(NEXT(), &o->stream_sink, &o->stream_window);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->n_predict = parse_int(NEXT(), a);
@@ -169,7 +170,9 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
     if (o->n_threads < 0) die("%s", "--threads must be >= 0");
     if (o->n_ctx <= 0) die("%s", "--ctx must be positive");
     if (o->n_batch <= 0) die("%s", "--batch must be positive");
-    if (o->kv_block <= 0 || o->kv_block > 4096) die("%s", "--kv-block must be in 1..4096");
+    if (o->kv_block < 0 || o->kv_block > 4096) die("%s", "--kv-block must be in 1..4096");
+    if (o->kv_type != GW_KV_F16 && o->stream_window > 0)
+        die("%s", "--streaming cannot be combined with --kv-type int8/int4 yet (keys are re-rotated in place)");
     if (o->n_predict < 0) die("%s", "--n-predict must be >= 0");
     if (o->sp.temperature < 0) die("%s", "--temp must be >= 0");
     if (o->sp.top_p <= 0 || o->sp.top_p > 1) die("%s", "--top-p must be in (0, 1]");
@@ -364,7 +367,7 @@ static void open_session(session *s, const options *o) {
         n_ctx = gw_model_n_ctx_train(s->model);
     }
     gw_context_params cp = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = o->n_threads,
-                            .kv_block_size = o->kv_block, .device = o->device};
+                            .kv_block_size = o->kv_block, .device = o->device, .kv_type = o->kv_type};
     s->ctx = gw_context_new(s->model, &cp, err, sizeof err);
     if (!s->ctx) {
         fputc('\n', stderr);
@@ -575,7 +578,7 @@ static void usage_ppl(FILE *f) {
             "      --chunks K          evaluate at most K chunks or windows (default: all)\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP);
+            KV_HELP DEVICE_HELP);
 }
 
 static void ppl_progress(int done, int total, double ppl, void *user) {
@@ -667,8 +670,8 @@ static int ppl_streaming(gw_model *m, int32_t *ids, int64_t n_tokens, int dense_
 
 static int cmd_ppl(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
-    int n_ctx = 2048, n_chunks = 0, threads = 0, batch = 512, kv_block = 16, stride = 0, device = GW_DEVICE_CPU;
-    int stream_sink = 0, stream_window = 0;
+    int n_ctx = 2048, n_chunks = 0, threads = 0, batch = 512, kv_block = 0, stride = 0, device = GW_DEVICE_CPU;
+    int stream_sink = 0, stream_window = 0, kv_type = GW_KV_F16;
     bool stream = false, ctx_given = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -691,6 +694,7 @@ static int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--kv-type")) kv_type = parse_kv_type(NEXT());
         else if (!strcmp(a, "--device")) device = parse_device(NEXT());
         else {
             fprintf(stderr, "godwit ppl: unknown option '%s'\n\n", a);
@@ -704,8 +708,10 @@ static int cmd_ppl(int argc, char **argv) {
         usage_ppl(stderr);
         return 2;
     }
-    if (n_ctx < 4 || batch <= 0 || threads < 0 || n_chunks < 0 || kv_block <= 0)
+    if (n_ctx < 4 || batch <= 0 || threads < 0 || n_chunks < 0 || kv_block < 0)
         die("%s", "invalid --ctx, --batch, --threads, --chunks or --kv-block");
+    if (stream && kv_type != GW_KV_F16)
+        die("%s", "--streaming cannot be combined with --kv-type int8/int4 yet (keys are re-rotated in place)");
     if (stride > n_ctx) die("%s", "--stride must not exceed --ctx");
     if (stream && stride) die("%s", "--stride and --streaming are different protocols: give one");
     if (stream && stream_window > 0 && ctx_given)
@@ -727,7 +733,7 @@ static int cmd_ppl(int argc, char **argv) {
     if (stream) return ppl_streaming(m, ids, n_tokens, ctx_given ? n_ctx : gw_model_n_ctx_train(m), batch, n_chunks,
                                      threads, kv_block, device, stream_sink, stream_window, text);
     gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch < n_ctx ? batch : n_ctx, .n_threads = threads,
-                            .kv_block_size = kv_block, .device = device};
+                            .kv_block_size = kv_block, .device = device, .kv_type = kv_type};
     gw_context *c = gw_context_new(m, &cp, err, sizeof err);
     if (!c) die("%s", err);
     gw_ppl_params pp = {.n_ctx = n_ctx, .n_chunks = n_chunks, .stride = stride,
@@ -737,11 +743,12 @@ static int cmd_ppl(int argc, char **argv) {
     if (gw_perplexity(c, gw_model_n_vocab(m), ids, n_tokens, &pp, ppl_progress, &t0, &r, err, sizeof err) != 0)
         die("%s", err);
     if (stride == 0)
-        printf("ppl %.4f +/- %.4f over %ld tokens (%d chunks of %d, second halves scored) in %.1f s (%.1f tok/s)\n",
+        printf("ppl %.4f +/- %.4f over %ld tokens (%d chunks of %d, second halves scored) in %.1f s (%.1f tok/s)",
                r.ppl, r.ppl_err, r.n_scored, r.n_chunks, n_ctx, r.seconds, r.n_evaluated / r.seconds);
     else
-        printf("ppl %.4f +/- %.4f over %ld tokens (%d windows of %d, stride %d) in %.1f s (%.1f tok/s)\n",
+        printf("ppl %.4f +/- %.4f over %ld tokens (%d windows of %d, stride %d) in %.1f s (%.1f tok/s)",
                r.ppl, r.ppl_err, r.n_scored, r.n_chunks, n_ctx, stride, r.seconds, r.n_evaluated / r.seconds);
+    printf("; KV %s, %zu bytes/token\n", gw_kv_type_name(kv_type), gw_context_kv_bytes_per_token(c));
     free(ids);
     free(text);
     gw_context_free(c);
@@ -767,7 +774,7 @@ static void usage_bench(FILE *f) {
             "      --json              one JSON object per test on stdout\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP);
+            KV_HELP DEVICE_HELP);
 }
 
 static uint64_t bench_rng = 88172645463325252ull;
@@ -818,7 +825,8 @@ static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp) 
 
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    int pp = 512, tg = 128, reps = 3, threads = 0, batch = 512, kv_block = 16, device = GW_DEVICE_CPU;
+    int pp = 512, tg = 128, reps = 3, threads = 0, batch = 512, kv_block = 0, device = GW_DEVICE_CPU;
+    int kv_type = GW_KV_F16;
     bool json = false;
     int depths[16] = {0}, n_depths = 1;
     for (int i = 2; i < argc; i++) {
@@ -834,6 +842,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--kv-type")) kv_type = parse_kv_type(NEXT());
         else if (!strcmp(a, "--device")) device = parse_device(NEXT());
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--depth")) {
@@ -852,7 +861,7 @@ static int cmd_bench(int argc, char **argv) {
         }
 #undef NEXT
     }
-    if (pp < 0 || tg < 0 || reps <= 0 || threads < 0 || batch <= 0 || kv_block <= 0)
+    if (pp < 0 || tg < 0 || reps <= 0 || threads < 0 || batch <= 0 || kv_block < 0)
         die("%s", "invalid --pp, --tg, --reps, --threads, --batch or --kv-block");
     int max_depth = 0;
     for (int i = 0; i < n_depths; i++) {
@@ -865,7 +874,7 @@ static int cmd_bench(int argc, char **argv) {
     if (!m) die("%s", err);
     int n_ctx = max_depth + (pp > tg ? pp : tg) + 16;
     gw_context_params cp = {.n_ctx = n_ctx, .n_batch = batch, .n_threads = threads, .kv_block_size = kv_block,
-                            .device = device};
+                            .device = device, .kv_type = kv_type};
     gw_context *c = gw_context_new(m, &cp, err, sizeof err);
     if (!c) die("%s", err);
     const int V = gw_model_n_vocab(m);
@@ -873,7 +882,9 @@ static int cmd_bench(int argc, char **argv) {
     gw_model_describe(m, desc, sizeof desc);
     char dev[512];
     gw_context_describe_device(c, dev, sizeof dev);
-    if (!json) printf("%s\n%s\n%-8s %6s %14s %10s\n", desc, dev, "test", "depth", "tok/s", "GB/s");
+    if (!json)
+        printf("%s\n%s, KV %s (%zu bytes/token)\n%-8s %6s %14s %10s\n", desc, dev, gw_kv_type_name(kv_type),
+               gw_context_kv_bytes_per_token(c), "test", "depth", "tok/s", "GB/s");
     bench_once(c, V, 0, 16, true); /* warm-up: page in the weights */
     for (int di = 0; di < n_depths; di++) {
         for (int kind = 0; kind < 2; kind++) {
@@ -897,9 +908,11 @@ static int cmd_bench(int argc, char **argv) {
             if (json)
                 printf("{\"test\":\"%s\",\"depth\":%d,\"n_tokens\":%d,\"threads\":%d,\"reps\":%d,"
                        "\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"bytes_per_token\":%.0f,"
-                       "\"gb_per_s\":%.3f,\"device\":\"%s\",\"model\":\"%s\"}\n",
+                       "\"gb_per_s\":%.3f,\"device\":\"%s\",\"kv_type\":\"%s\",\"kv_bytes_per_token\":%zu,"
+                       "\"model\":\"%s\"}\n",
                        test, depths[di], n, gw_context_n_threads(c), reps, mean, sd, kind == 1 ? bytes : 0.0,
-                       gbs, device == GW_DEVICE_CUDA ? "cuda" : "cpu", path);
+                       gbs, device == GW_DEVICE_CUDA ? "cuda" : "cpu", gw_kv_type_name(kv_type),
+                       gw_context_kv_bytes_per_token(c), path);
             else
                 printf("%-8s %6d %8.2f ± %-5.2f %10s\n", test, depths[di], mean, sd,
                        kind == 1 ? (snprintf(desc, sizeof desc, "%.2f", gbs), desc) : "-");

@@ -49,7 +49,7 @@ static void usage_serve(FILE *f) {
             "      --max-body BYTES    largest request body, k/M suffixes allowed (default: 8M);\n"
             "                          larger ones get 413\n"
             "  -t, --threads N         compute threads (default: all cores)\n"
-            "      --kv-block N        tokens per KV cache block (default: 16)\n" DEVICE_HELP
+            KV_HELP DEVICE_HELP
             "      --no-prefix-cache   do not reuse the KV of common prompt prefixes (by default\n"
             "                          full KV blocks stay cached by their tokens after a request\n"
             "                          and a request starts on the longest cached prefix; cached\n"
@@ -106,6 +106,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-body")) max_body = parse_bytes(NEXT(), a);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) sp.n_threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) sp.kv_block_size = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--kv-type")) sp.kv_type = parse_kv_type(NEXT());
         else if (!strcmp(a, "--device")) sp.device = parse_device(NEXT());
         else if (!strcmp(a, "--no-prefix-cache")) sp.prefix_cache = false;
         else if (!strcmp(a, "--shutdown-timeout")) shutdown_timeout = parse_float(NEXT(), a);
@@ -123,7 +124,7 @@ int cmd_serve(int argc, char **argv) {
     if (sp.max_running < 1 || sp.max_running > 256) die("%s", "--max-running must be in 1..256");
     if (sp.max_waiting < 0) die("%s", "--max-waiting must be >= 0");
     if (sp.n_threads < 0) die("%s", "--threads must be >= 0");
-    if (sp.kv_block_size <= 0 || sp.kv_block_size > 4096) die("%s", "--kv-block must be in 1..4096");
+    if (sp.kv_block_size < 0 || sp.kv_block_size > 4096) die("%s", "--kv-block must be in 1..4096");
     if (shutdown_timeout < 0) die("%s", "--shutdown-timeout must be >= 0");
 
     /* Every thread created from here on (compute pool, engine, HTTP) inherits
@@ -154,10 +155,11 @@ int cmd_serve(int argc, char **argv) {
     gw_model_describe(m, desc, sizeof desc);
     fprintf(stderr,
             "godwit serve: %s\n"
-            "godwit serve: loaded in %.2f s; KV cache %d tokens, max %d per request, batch %d tokens, "
+            "godwit serve: loaded in %.2f s; KV cache %d tokens (%s), max %d per request, batch %d tokens, "
             "%d running at most, prefix cache %s\n"
             "godwit serve: listening on http://%s%s%s:%d%s\n",
-            desc, now_s() - t0, sp.n_ctx, gw_sched_max_len(sched), sp.batch_tokens, sp.max_running,
+            desc, now_s() - t0, sp.n_ctx, gw_kv_type_name(sp.kv_type), gw_sched_max_len(sched), sp.batch_tokens,
+            sp.max_running,
             sp.prefix_cache ? "on" : "off",
             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", gw_server_port(srv),
             api_key && *api_key ? " (API key required)" : "");

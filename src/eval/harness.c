@@ -105,6 +105,10 @@ int gw_eval_generate(gw_eval_engine *e, const gw_eval_sample *s, gw_eval_output 
         goto done;
     }
     double t0 = now_s();
+    if (gw_kv_select_begin(e->ctx, seq, &e->select, n) != 0) {
+        snprintf(err, errlen, "eval: cannot start the KV selection policy (needs an f16 KV cache on the CPU)");
+        rc = -1;
+    }
     for (int d = 0; d < n && rc == 0;) {
         int m = n - d < B ? n - d : B;
         for (int i = 0; i < m; i++) {
@@ -116,6 +120,11 @@ int gw_eval_generate(gw_eval_engine *e, const gw_eval_sample *s, gw_eval_output 
         rc = gw_forward(e->ctx, &b, logits, err, errlen);
         d += m;
     }
+    if (rc == 0 && gw_kv_select_end(e->ctx, seq, &e->select, n) != 0) {
+        snprintf(err, errlen, "eval: KV compression failed");
+        rc = -1;
+    }
+    const int n_kept = gw_seq_len(e->ctx, seq);
     double t1 = now_s();
     int n_gen = 0;
     while (rc == 0 && n_gen < s->max_new_tokens) {
@@ -136,6 +145,7 @@ int gw_eval_generate(gw_eval_engine *e, const gw_eval_sample *s, gw_eval_output 
             rc = -1;
         }
         out->n_prompt = n;
+        out->n_kv_kept = n_kept;
         out->n_generated = n_gen;
         out->prefill_s = t1 - t0;
         out->decode_s = t2 - t1;
@@ -176,6 +186,14 @@ int gw_eval_record_write(FILE *f, const gw_eval_record *r, const char *predictio
     cJSON_AddNumberToObject(o, "n_generated", r->n_generated);
     cJSON_AddNumberToObject(o, "prefill_tok_s", round(r->prefill_tok_s * 100) / 100);
     cJSON_AddNumberToObject(o, "decode_tok_s", round(r->decode_tok_s * 100) / 100);
+    if (r->kv_type) {
+        cJSON_AddStringToObject(o, "kv_type", r->kv_type);
+        cJSON_AddNumberToObject(o, "kv_bytes_per_token", r->kv_bytes_per_token);
+    }
+    if (r->kv_select) {
+        cJSON_AddStringToObject(o, "kv_select", r->kv_select);
+        cJSON_AddNumberToObject(o, "n_kv_kept", r->n_kv_kept);
+    }
     if (prediction) cJSON_AddStringToObject(o, "prediction", prediction);
     if (s) {
         cJSON *refs = cJSON_AddArrayToObject(o, "refs");

@@ -24,6 +24,7 @@ typedef struct {
     gw_chat_format fmt;     /* GW_CHAT_UNKNOWN: no template */
     const char *tmpl;
     bool add_bos;
+    gw_kv_select select;    /* prompt compression (SnapKV, H2O); zero: none */
 } gw_eval_engine;
 
 void gw_eval_engine_init(gw_eval_engine *e, gw_model *m, gw_context *c, bool use_template);
@@ -38,6 +39,7 @@ typedef struct {
     char *prediction;       /* generated text, malloc'd */
     int n_prompt;
     int n_generated;
+    int n_kv_kept;          /* prompt tokens whose KV was kept (n_prompt without compression) */
     double prefill_s, decode_s;
 } gw_eval_output;
 
@@ -51,7 +53,9 @@ void gw_eval_output_free(gw_eval_output *o);
  * One object per sample:
  *   {"model":..., "config":..., "task":..., "length":L, "index":i, "seed":S,
  *    "depth":d, "score":x, "n_prompt_tokens":n, "n_generated":g,
- *    "prefill_tok_s":p, "decode_tok_s":q, "prediction":..., "refs":[...]}
+ *    "prefill_tok_s":p, "decode_tok_s":q, "kv_type":..., "kv_bytes_per_token":b,
+ *    "kv_select":..., "n_kv_kept":k,
+ *    "prediction":..., "refs":[...]}
  * A run appends one line per finished sample and flushes it, so a stopped
  * run loses at most the sample in progress. */
 typedef struct {
@@ -61,6 +65,10 @@ typedef struct {
     double depth, score;
     int n_prompt_tokens, n_generated;
     double prefill_tok_s, decode_tok_s;
+    const char *kv_type;       /* KV page format, written when set ("f16", "int8", "int4") */
+    int kv_bytes_per_token;    /* written when kv_type is set */
+    const char *kv_select;     /* compression policy, written when set ("snapkv:4x", "none") */
+    int n_kv_kept;             /* written with kv_select: prompt tokens whose KV was kept */
 } gw_eval_record;
 
 /* Writes one record line (with prediction and refs) and flushes. */

@@ -7,15 +7,53 @@
 
 #include "backend/cpu/quant.h"
 
+/* Elements of one block's fp16 keys (or values): all its tiles. */
+static size_t block_elems(const gw_kv_pool *p) {
+    return (size_t)p->n_layer * p->n_head_kv * p->block_size * p->head_dim;
+}
+
+/* Quantized pages: codes, parameters and the open-page table. */
+static int quant_init(gw_kv_pool *p, int32_t max_open) {
+    const size_t tiles = (size_t)p->n_blocks * p->n_layer * p->n_head_kv;
+    const int bs = p->block_size, D = p->head_dim;
+    p->q_tile_bytes = (size_t)bs * D / (p->type == GW_KV_INT4 ? 2 : 1);
+    p->kprm_tile = (size_t)bs / GW_KV_QGROUP * D * 2;
+    p->vprm_tile = (size_t)bs * (D / GW_KV_QGROUP) * 2;
+    p->kq = malloc(tiles * p->q_tile_bytes);
+    p->vq = malloc(tiles * p->q_tile_bytes);
+    p->kprm = malloc(tiles * p->kprm_tile * sizeof(uint16_t));
+    p->vprm = malloc(tiles * p->vprm_tile * sizeof(uint16_t));
+    p->open = malloc((size_t)p->n_blocks * sizeof(int32_t));
+    if (max_open < 1) max_open = 1;
+    if (max_open > p->n_blocks) max_open = p->n_blocks;
+    p->max_open = max_open;
+    p->open_k = calloc((size_t)max_open, sizeof(uint16_t *));
+    p->open_v = calloc((size_t)max_open, sizeof(uint16_t *));
+    p->open_free = malloc((size_t)max_open * sizeof(int32_t));
+    if (!p->kq || !p->vq || !p->kprm || !p->vprm || !p->open || !p->open_k || !p->open_v || !p->open_free) return -1;
+    for (int32_t b = 0; b < p->n_blocks; b++) p->open[b] = -1;
+    for (int32_t i = 0; i < max_open; i++) p->open_free[i] = max_open - 1 - i;
+    p->n_open_free = max_open;
+    return 0;
+}
+
 static int pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size, int32_t n_blocks,
-                     bool host_pages) {
+                     bool host_pages, int type, int32_t max_open) {
     memset(p, 0, sizeof *p);
     p->n_layer = n_layer;
     p->n_head_kv = n_head_kv;
     p->head_dim = head_dim;
     p->block_size = block_size;
     p->n_blocks = n_blocks;
-    if (host_pages) {
+    p->type = type;
+    if (type != GW_KV_F16) {
+        if (type != GW_KV_INT8 && type != GW_KV_INT4) return -1;
+        if (!host_pages || block_size % GW_KV_QGROUP || head_dim % GW_KV_QGROUP) return -1;
+        if (quant_init(p, max_open) != 0) {
+            gw_kv_pool_free(p);
+            return -1;
+        }
+    } else if (host_pages) {
         size_t elems = (size_t)n_blocks * n_layer * n_head_kv * block_size * head_dim;
         p->k = malloc(elems * sizeof(uint16_t));
         p->v = malloc(elems * sizeof(uint16_t));
@@ -42,13 +80,18 @@ static int pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, in
 
 int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
                     int32_t n_blocks) {
-    return pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, true);
+    return pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, true, GW_KV_F16, 0);
+}
+
+int gw_kv_pool_init_typed(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
+                          int32_t n_blocks, int type, int32_t max_open) {
+    return pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, true, type, max_open);
 }
 
 int gw_kv_pool_init_external(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
                              int32_t n_blocks, int (*copy_block)(void *arg, int32_t dst, int32_t src),
                              void *copy_arg) {
-    if (pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, false) != 0) return -1;
+    if (pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, false, GW_KV_F16, 0) != 0) return -1;
     p->copy_block = copy_block;
     p->copy_arg = copy_arg;
     return 0;
@@ -57,6 +100,16 @@ int gw_kv_pool_init_external(gw_kv_pool *p, int n_layer, int n_head_kv, int head
 void gw_kv_pool_free(gw_kv_pool *p) {
     free(p->k);
     free(p->v);
+    free(p->kq);
+    free(p->vq);
+    free(p->kprm);
+    free(p->vprm);
+    free(p->open);
+    for (int32_t i = 0; p->open_k && i < p->max_open; i++) free(p->open_k[i]);
+    for (int32_t i = 0; p->open_v && i < p->max_open; i++) free(p->open_v[i]);
+    free(p->open_k);
+    free(p->open_v);
+    free(p->open_free);
     free(p->refcount);
     free(p->free_list);
     free(p->cached);
@@ -66,10 +119,32 @@ void gw_kv_pool_free(gw_kv_pool *p) {
 }
 
 size_t gw_kv_bytes_per_token(const gw_kv_pool *p) {
-    return 2 * (size_t)p->n_layer * p->n_head_kv * p->head_dim * sizeof(uint16_t);
+    const size_t heads = (size_t)p->n_layer * p->n_head_kv;
+    if (p->type == GW_KV_F16) return 2 * heads * p->head_dim * sizeof(uint16_t);
+    size_t tile = 2 * p->q_tile_bytes + (p->kprm_tile + p->vprm_tile) * sizeof(uint16_t);
+    return heads * tile / p->block_size;
+}
+
+size_t gw_kv_pool_bytes(const gw_kv_pool *p) {
+    size_t fp16_block = 2 * block_elems(p) * sizeof(uint16_t);
+    if (p->type == GW_KV_F16) return p->k ? (size_t)p->n_blocks * fp16_block : 0;
+    return (size_t)p->n_blocks * p->block_size * gw_kv_bytes_per_token(p) + (size_t)p->n_open_alloc * fp16_block;
+}
+
+const char *gw_kv_type_name(int type) {
+    return type == GW_KV_INT8 ? "int8" : type == GW_KV_INT4 ? "int4" : "f16";
 }
 
 /* ---------------------------------------------------- references, idle list */
+
+/* The block's open page goes back (quantized pools), the block to the free list. */
+static void block_free(gw_kv_pool *p, int32_t b) {
+    if (p->open && p->open[b] >= 0) {
+        p->open_free[p->n_open_free++] = p->open[b];
+        p->open[b] = -1;
+    }
+    p->free_list[p->n_free++] = b;
+}
 
 static void lru_append(gw_kv_pool *p, int32_t b) {
     p->lru_prev[b] = p->lru_tail;
@@ -96,7 +171,7 @@ void gw_kv_block_ref(gw_kv_pool *p, int32_t b) {
 
 void gw_kv_block_unref(gw_kv_pool *p, int32_t b) {
     int32_t r = --p->refcount[b];
-    if (r == 0) p->free_list[p->n_free++] = b;
+    if (r == 0) block_free(p, b);
     else if (r == 1 && p->cached[b]) lru_append(p, b); /* only the cache holds it now: idle */
 }
 
@@ -108,7 +183,7 @@ void gw_kv_block_cache(gw_kv_pool *p, int32_t b) {
 void gw_kv_block_uncache(gw_kv_pool *p, int32_t b) {
     if (p->refcount[b] == 1) lru_remove(p, b);
     p->cached[b] = 0;
-    if (--p->refcount[b] == 0) p->free_list[p->n_free++] = b;
+    if (--p->refcount[b] == 0) block_free(p, b);
 }
 
 int32_t gw_kv_pool_evict(gw_kv_pool *p, int32_t n) {
@@ -124,7 +199,7 @@ int32_t gw_kv_pool_evict(gw_kv_pool *p, int32_t n) {
             lru_remove(p, b);
             p->cached[b] = 0;
             p->refcount[b] = 0;
-            p->free_list[p->n_free++] = b;
+            block_free(p, b);
             p->n_evicted++;
             freed++;
             progress = true;
@@ -152,30 +227,106 @@ static int32_t block_alloc(gw_kv_pool *p) {
     return b;
 }
 
+/* ------------------------------------------------------ open (fp16) pages */
+
+/* Makes sure the next n pages of the open-page stack have memory, so that
+ * taking them cannot fail. -1 if fewer are left or out of memory. */
+static int open_pages_ready(gw_kv_pool *p, int32_t n) {
+    if (n > p->n_open_free) return -1;
+    const size_t bytes = block_elems(p) * sizeof(uint16_t);
+    for (int32_t i = 0; i < n; i++) {
+        int32_t o = p->open_free[p->n_open_free - 1 - i];
+        if (p->open_k[o]) continue;
+        p->open_k[o] = malloc(bytes);
+        p->open_v[o] = malloc(bytes);
+        if (!p->open_k[o] || !p->open_v[o]) {
+            free(p->open_k[o]);
+            free(p->open_v[o]);
+            p->open_k[o] = p->open_v[o] = NULL;
+            return -1;
+        }
+        p->n_open_alloc++;
+    }
+    return 0;
+}
+
+/* Gives block b an open page (after open_pages_ready). */
+static int32_t open_page_take(gw_kv_pool *p, int32_t b) {
+    int32_t o = p->open_free[--p->n_open_free];
+    p->open[b] = o;
+    return o;
+}
+
+/* Reopens a sealed block: its slots dequantized into a fresh fp16 page. */
+static void block_reopen(gw_kv_pool *p, int32_t b) {
+    open_page_take(p, b);
+    /* gw_kv_dequant_slots reads the codes, which stay where they are */
+    int32_t o = p->open[b];
+    p->open[b] = -1;
+    for (int l = 0; l < p->n_layer; l++)
+        for (int h = 0; h < p->n_head_kv; h++)
+            gw_kv_dequant_slots(p, b, l, h, 0, p->block_size, p->open_k[o] + gw_kv_tile(p, 0, l, h),
+                                p->open_v[o] + gw_kv_tile(p, 0, l, h));
+    p->open[b] = o;
+}
+
+/* Block dst (fresh) takes a copy of block src's contents, open or sealed;
+ * on a quantized pool dst ends up open (it is about to be written). */
+static int block_copy(gw_kv_pool *p, int32_t dst, int32_t src) {
+    if (p->k) {
+        size_t elems = block_elems(p);
+        memcpy(p->k + (size_t)dst * elems, p->k + (size_t)src * elems, elems * sizeof(uint16_t));
+        memcpy(p->v + (size_t)dst * elems, p->v + (size_t)src * elems, elems * sizeof(uint16_t));
+        return 0;
+    }
+    if (!p->open) return p->copy_block ? p->copy_block(p->copy_arg, dst, src) : 0;
+    if (p->open[src] >= 0) {
+        int32_t o = open_page_take(p, dst), os = p->open[src];
+        memcpy(p->open_k[o], p->open_k[os], block_elems(p) * sizeof(uint16_t));
+        memcpy(p->open_v[o], p->open_v[os], block_elems(p) * sizeof(uint16_t));
+        return 0;
+    }
+    const size_t tiles = (size_t)p->n_layer * p->n_head_kv;
+    memcpy(p->kq + dst * tiles * p->q_tile_bytes, p->kq + src * tiles * p->q_tile_bytes, tiles * p->q_tile_bytes);
+    memcpy(p->vq + dst * tiles * p->q_tile_bytes, p->vq + src * tiles * p->q_tile_bytes, tiles * p->q_tile_bytes);
+    memcpy(p->kprm + dst * tiles * p->kprm_tile, p->kprm + src * tiles * p->kprm_tile,
+           tiles * p->kprm_tile * sizeof(uint16_t));
+    memcpy(p->vprm + dst * tiles * p->vprm_tile, p->vprm + src * tiles * p->vprm_tile,
+           tiles * p->vprm_tile * sizeof(uint16_t));
+    block_reopen(p, dst);
+    return 0;
+}
+
 int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens) {
     int32_t need = (n_tokens + p->block_size - 1) / p->block_size;
-    /* The block the next slot is written to must be the sequence's own. */
+    /* The block the next slot is written to must be the sequence's own, and
+     * open on a quantized pool. */
     int32_t wb = s->n_tokens / p->block_size;
-    bool cow = n_tokens > s->n_tokens && wb < s->n_blocks && p->refcount[s->blocks[wb]] > 1;
-    int32_t extra = (need > s->n_blocks ? need - s->n_blocks : 0) + (cow ? 1 : 0);
-    if (extra == 0) return 0;
+    bool writes = n_tokens > s->n_tokens && wb < s->n_blocks;
+    bool cow = writes && p->refcount[s->blocks[wb]] > 1;
+    bool reopen = writes && !cow && gw_kv_block_sealed(p, s->blocks[wb]);
+    int32_t fresh = need > s->n_blocks ? need - s->n_blocks : 0;
+    int32_t extra = fresh + (cow ? 1 : 0);
+    if (extra == 0 && !reopen) return 0;
     if (extra > p->n_free) gw_kv_pool_evict(p, extra - p->n_free);
     if (extra > p->n_free) return -1;
     if (seq_grow(s, need) != 0) return -1;
+    if (p->open && open_pages_ready(p, extra + (reopen ? 1 : 0)) != 0) return -1;
+    if (reopen) block_reopen(p, s->blocks[wb]);
     if (cow) {
         int32_t old = s->blocks[wb], b = block_alloc(p);
-        if (p->k) {
-            size_t elems = (size_t)p->n_layer * p->n_head_kv * p->block_size * p->head_dim;
-            memcpy(p->k + (size_t)b * elems, p->k + (size_t)old * elems, elems * sizeof(uint16_t));
-            memcpy(p->v + (size_t)b * elems, p->v + (size_t)old * elems, elems * sizeof(uint16_t));
-        } else if (p->copy_block && p->copy_block(p->copy_arg, b, old) != 0) {
+        if (block_copy(p, b, old) != 0) {
             gw_kv_block_unref(p, b);
             return -1;
         }
         s->blocks[wb] = b;
         gw_kv_block_unref(p, old);
     }
-    while (s->n_blocks < need) s->blocks[s->n_blocks++] = block_alloc(p);
+    while (s->n_blocks < need) {
+        int32_t b = block_alloc(p);
+        if (p->open) open_page_take(p, b);
+        s->blocks[s->n_blocks++] = b;
+    }
     return 0;
 }
 
@@ -205,10 +356,173 @@ int gw_kv_seq_attach(gw_kv_pool *p, gw_kv_seq *s, const int32_t *blocks, int32_t
 }
 
 void gw_kv_store(gw_kv_pool *p, int32_t block, int layer, int head, int slot, const float *k, const float *v) {
-    size_t tile = gw_kv_tile(p, block, layer, head);
-    uint16_t *kt = p->k + tile, *vt = p->v + tile;
+    uint16_t *kt = gw_kv_k_page(p, block, layer, head), *vt = gw_kv_v_page(p, block, layer, head);
+    if (!kt) return; /* sealed: cannot happen after gw_kv_seq_reserve */
     for (int d = 0; d < p->head_dim; d++) kt[gw_kv_k_index(p, slot, d)] = gw_fp32_to_fp16(k[d]);
     gw_quantize_row(GW_TYPE_F16, v, vt + gw_kv_v_index(p, slot, 0), p->head_dim);
+}
+
+/* ------------------------------------------------------- quantized pages */
+
+/* One group of 32 values: fp16 scale and minimum into prm[0..1], codes
+ * (0..qmax) into q[0..32). The codes are computed with the rounded
+ * parameters, so dequantization is code * scale + min with what is stored. */
+static void quant_group(const float *x, int qmax, uint16_t *prm, uint8_t *q) {
+    float mn = x[0], mx = x[0];
+    for (int j = 1; j < GW_KV_QGROUP; j++) {
+        mn = x[j] < mn ? x[j] : mn;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    prm[0] = gw_fp32_to_fp16((mx - mn) / qmax);
+    prm[1] = gw_fp32_to_fp16(mn);
+    float sc = gw_fp16_to_fp32(prm[0]), m = gw_fp16_to_fp32(prm[1]);
+    float inv = sc > 0.0f ? 1.0f / sc : 0.0f;
+    for (int j = 0; j < GW_KV_QGROUP; j++) {
+        float c = (x[j] - m) * inv + 0.5f;
+        int ci = c > 0.0f ? (int)c : 0;
+        q[j] = (uint8_t)(ci > qmax ? qmax : ci);
+    }
+}
+
+/* Codes of a tile: int8 one per byte; int4 two per byte, element i in the
+ * low nibble of byte i / 2 when i is even. */
+static inline void put_code(uint8_t *codes, int int4, size_t i, uint8_t c) {
+    if (!int4) codes[i] = c;
+    else if (i % 2 == 0) codes[i / 2] = (uint8_t)((codes[i / 2] & 0xf0) | c);
+    else codes[i / 2] = (uint8_t)((codes[i / 2] & 0x0f) | (c << 4));
+}
+static inline int get_code(const uint8_t *codes, int int4, size_t i) {
+    return !int4 ? codes[i] : (codes[i / 2] >> (4 * (i % 2))) & 0x0f;
+}
+
+static size_t tile_index(const gw_kv_pool *p, int32_t block, int layer, int head) {
+    return ((size_t)block * p->n_layer + layer) * p->n_head_kv + head;
+}
+
+void gw_kv_seal(gw_kv_pool *p, int32_t block) {
+    if (!p->open || p->open[block] < 0) return;
+    const int bs = p->block_size, D = p->head_dim, G = GW_KV_QGROUP, int4 = p->type == GW_KV_INT4;
+    const int qmax = int4 ? 15 : 255;
+    float x[GW_KV_QGROUP];
+    uint8_t q[GW_KV_QGROUP];
+    for (int l = 0; l < p->n_layer; l++) {
+        for (int h = 0; h < p->n_head_kv; h++) {
+            const size_t ti = tile_index(p, block, l, h);
+            const uint16_t *kt = gw_kv_k_page(p, block, l, h), *vt = gw_kv_v_page(p, block, l, h);
+            uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
+            uint16_t *kp = p->kprm + ti * p->kprm_tile, *vp = p->vprm + ti * p->vprm_tile;
+            /* keys: per dimension, over each group of G slots */
+            for (int g = 0; g < bs / G; g++) {
+                for (int d = 0; d < D; d++) {
+                    size_t at = gw_kv_k_index(p, g * G, d);
+                    gw_dequantize_row(GW_TYPE_F16, kt + at, x, G);
+                    quant_group(x, qmax, kp + ((size_t)g * D + d) * 2, q);
+                    for (int j = 0; j < G; j++) put_code(kc, int4, at + j, q[j]);
+                }
+            }
+            /* values: per slot, over each group of G dimensions */
+            for (int sl = 0; sl < bs; sl++) {
+                for (int g = 0; g < D / G; g++) {
+                    size_t at = gw_kv_v_index(p, sl, g * G);
+                    gw_dequantize_row(GW_TYPE_F16, vt + at, x, G);
+                    quant_group(x, qmax, vp + ((size_t)sl * (D / G) + g) * 2, q);
+                    for (int j = 0; j < G; j++) put_code(vc, int4, at + j, q[j]);
+                }
+            }
+        }
+    }
+    p->open_free[p->n_open_free++] = p->open[block];
+    p->open[block] = -1;
+}
+
+static void dequant_slots_scalar(const gw_kv_pool *p, int32_t block, int layer, int head, int off, int n,
+                                 uint16_t *k, uint16_t *v) {
+    enum { MAX_ROW = 1024 };
+    const int D = p->head_dim, G = GW_KV_QGROUP, int4 = p->type == GW_KV_INT4;
+    const size_t ti = tile_index(p, block, layer, head);
+    const uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
+    const uint16_t *kp = p->kprm + ti * p->kprm_tile, *vp = p->vprm + ti * p->vprm_tile;
+    float row[MAX_ROW];
+    for (int d = 0; d < D; d++) {
+        for (int j = 0; j < n; j++) {
+            const int sl = off + j;
+            const uint16_t *pr = kp + ((size_t)(sl / G) * D + d) * 2;
+            row[j] = (float)get_code(kc, int4, gw_kv_k_index(p, sl, d)) * gw_fp16_to_fp32(pr[0]) +
+                     gw_fp16_to_fp32(pr[1]);
+        }
+        gw_quantize_row(GW_TYPE_F16, row, k + gw_kv_k_index(p, off, d), n);
+    }
+    for (int j = 0; j < n; j++) {
+        const int sl = off + j;
+        for (int d = 0; d < D; d++) {
+            const uint16_t *pr = vp + ((size_t)sl * (D / G) + d / G) * 2;
+            row[d] = (float)get_code(vc, int4, gw_kv_v_index(p, sl, d)) * gw_fp16_to_fp32(pr[0]) +
+                     gw_fp16_to_fp32(pr[1]);
+        }
+        gw_quantize_row(GW_TYPE_F16, row, v + gw_kv_v_index(p, sl, 0), D);
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* 16 int4 codes, two per byte (even element in the low nibble), as 16 bytes. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m128i unpack_int4(__m128i packed8) {
+    __m128i w = _mm_cvtepu8_epi16(packed8);
+    __m128i lo = _mm_and_si128(w, _mm_set1_epi16(0x000f));
+    __m128i hi = _mm_slli_epi16(_mm_srli_epi16(w, 4), 8);
+    return _mm_or_si128(lo, hi);
+}
+
+/* codes (16 bytes) * scale + min, rounded to fp16 */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m256i dequant16(__m128i codes, float sc,
+                                                                                       float mn) {
+    __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(codes));
+    x = _mm512_fmadd_ps(x, _mm512_set1_ps(sc), _mm512_set1_ps(mn));
+    return _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* The common case on AVX-512: at most 16 slots of one key group, starting
+ * at an even slot (int4 codes of two slots share a byte). 0 if it is not
+ * that case, and nothing was written. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static int dequant_slots_avx512(
+    const gw_kv_pool *p, int32_t block, int layer, int head, int off, int n, uint16_t *k, uint16_t *v) {
+    const int D = p->head_dim, G = GW_KV_QGROUP, bs = p->block_size, int4 = p->type == GW_KV_INT4;
+    if (n > 16 || off / G != (off + n - 1) / G || off % 2) return 0;
+    const size_t ti = tile_index(p, block, layer, head);
+    const uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
+    const uint16_t *kp = p->kprm + ti * p->kprm_tile + (size_t)(off / G) * D * 2;
+    const uint16_t *vp = p->vprm + ti * p->vprm_tile;
+    const __mmask16 m16 = (__mmask16)((1u << n) - 1);
+    const __mmask16 m8 = (__mmask16)((1u << ((n + 1) / 2)) - 1);
+    for (int d = 0; d < D; d++) {
+        const size_t at = (size_t)d * bs + off;
+        __m128i codes = int4 ? unpack_int4(_mm_maskz_loadu_epi8(m8, kc + at / 2)) : _mm_maskz_loadu_epi8(m16, kc + at);
+        __m256i h = dequant16(codes, gw_fp16_to_fp32(kp[2 * d]), gw_fp16_to_fp32(kp[2 * d + 1]));
+        _mm256_mask_storeu_epi16(k + at, m16, h);
+    }
+    for (int j = 0; j < n; j++) {
+        const int sl = off + j;
+        const uint16_t *pr = vp + (size_t)sl * (D / G) * 2;
+        for (int dv = 0; dv < D; dv += 16) {
+            const size_t at = (size_t)sl * D + dv;
+            __m128i codes = int4 ? unpack_int4(_mm_loadl_epi64((const __m128i *)(vc + at / 2)))
+                                 : _mm_loadu_si128((const __m128i *)(vc + at));
+            __m256i h = dequant16(codes, gw_fp16_to_fp32(pr[2 * (dv / G)]), gw_fp16_to_fp32(pr[2 * (dv / G) + 1]));
+            _mm256_storeu_si256((__m256i *)(v + at), h);
+        }
+    }
+    return 1;
+}
+#endif
+
+void gw_kv_dequant_slots(const gw_kv_pool *p, int32_t block, int layer, int head, int off, int n, uint16_t *k,
+                         uint16_t *v) {
+#if defined(__x86_64__)
+    /* asked each time (a chunk's worth of work): gw_quant_force_isa may change it */
+    if (strcmp(gw_quant_isa_name(), "avx512") == 0 && dequant_slots_avx512(p, block, layer, head, off, n, k, v)) return;
+#endif
+    dequant_slots_scalar(p, block, layer, head, off, n, k, v);
 }
 
 /* ------------------------------------------------- moving a window of slots */
@@ -272,4 +586,27 @@ int gw_kv_seq_shift_layers(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32
 int gw_kv_seq_shift_down(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t dst, int32_t n,
                          const gw_kv_rope *rope) {
     return gw_kv_seq_shift_layers(p, s, src, dst, n, rope, 0, p->n_layer);
+}
+
+/* ------------------------------------------------------ keeping chosen slots */
+
+int gw_kv_seq_gather(gw_kv_pool *p, const gw_kv_seq *s, int layer, int head, const int32_t *keep, int32_t n) {
+    const int bs = p->block_size, D = p->head_dim;
+    if (!p->k || layer < 0 || layer >= p->n_layer || head < 0 || head >= p->n_head_kv || n < 0) return -1;
+    for (int32_t i = 0; i < n; i++)
+        if (keep[i] < i || (i > 0 && keep[i] <= keep[i - 1]) || keep[i] >= s->n_blocks * bs) return -1;
+    for (int32_t b = 0; n > 0 && b <= (n - 1) / bs; b++)
+        if (p->refcount[s->blocks[b]] != 1) return -1;
+    /* keep[i] >= i: slot i is written after every slot below keep[i] was read */
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t src = keep[i];
+        if (src == i) continue;
+        uint16_t *ks = p->k + gw_kv_tile(p, s->blocks[src / bs], layer, head);
+        uint16_t *vs = p->v + gw_kv_tile(p, s->blocks[src / bs], layer, head);
+        uint16_t *kd = p->k + gw_kv_tile(p, s->blocks[i / bs], layer, head);
+        uint16_t *vd = p->v + gw_kv_tile(p, s->blocks[i / bs], layer, head);
+        for (int d = 0; d < D; d++) kd[gw_kv_k_index(p, i % bs, d)] = ks[gw_kv_k_index(p, src % bs, d)];
+        memcpy(vd + gw_kv_v_index(p, i % bs, 0), vs + gw_kv_v_index(p, src % bs, 0), (size_t)D * sizeof(uint16_t));
+    }
+    return 0;
 }

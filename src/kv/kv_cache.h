@@ -18,16 +18,50 @@
  * values. Values are slot-major (V[slot][d]: a weighted sum of value rows is
  * a vector operation over d). Keys are dimension-major (K[d][slot]): the
  * scores of 16 consecutive slots are then 16 lanes of one vector, summed over
- * d with no horizontal reductions. */
+ * d with no horizontal reductions.
+ *
+ * Quantized pools (KIVI: int8 or int4 pages, GW_KV_INT8 / GW_KV_INT4). A
+ * block is *open* while its sequence writes into it: its keys and values sit
+ * in an fp16 page exactly as above (the most recent tokens stay in full
+ * precision). Once every slot is written, gw_kv_seal quantizes it and gives
+ * the fp16 page back; the block is then *sealed*. Keys are quantized per
+ * channel (one scale and minimum per dimension d over each group of
+ * GW_KV_QGROUP slots: key outliers live in fixed channels), values per token
+ * (one scale and minimum per group of GW_KV_QGROUP dimensions of one slot),
+ * asymmetric, codes rounded to nearest, scales and minimums in fp16. So the
+ * block size is a multiple of GW_KV_QGROUP and so is head_dim. Open pages
+ * are allocated when first needed and kept for reuse: at most one per
+ * sequence between forward passes, plus the blocks one batch fills. Writing
+ * into a sealed block again (after a truncation into it) reopens it: its
+ * slots are dequantized into a fresh fp16 page. Sealed tiles:
+ *   keys   codes K[d][slot] (int4: two slots per byte, the even one in the
+ *          low nibble), params [group][d] (scale, min)
+ *   values codes V[slot][d] (int4: two dimensions per byte), params
+ *          [slot][d / GW_KV_QGROUP] (scale, min) */
 #ifndef GODWIT_KV_CACHE_H
 #define GODWIT_KV_CACHE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "godwit.h" /* GW_KV_F16, GW_KV_INT8, GW_KV_INT4 */
+
+#define GW_KV_QGROUP 32 /* slots per key group, dimensions per value group */
 
 typedef struct {
     int n_layer, n_head_kv, head_dim, block_size;
     int32_t n_blocks;
-    uint16_t *k, *v;        /* fp16, [n_blocks][n_layer][n_head_kv][block_size][head_dim] */
+    int type;               /* GW_KV_F16, GW_KV_INT8 or GW_KV_INT4 */
+    uint16_t *k, *v;        /* fp16, [n_blocks][n_layer][n_head_kv][block_size][head_dim];
+                             * NULL for quantized pools (open pages below) */
+    /* quantized pools (see the top of this file) */
+    uint8_t *kq, *vq;       /* codes, [n_blocks][n_layer][n_head_kv] tiles of q_tile_bytes */
+    uint16_t *kprm, *vprm;  /* fp16 (scale, min) pairs, tiles of kprm_tile / vprm_tile elements */
+    size_t q_tile_bytes, kprm_tile, vprm_tile;
+    int32_t *open;          /* [n_blocks] open page of the block, -1: sealed */
+    uint16_t **open_k, **open_v; /* [max_open] fp16 pages, NULL until first used */
+    int32_t *open_free;     /* stack of unused page numbers */
+    int32_t max_open, n_open_free, n_open_alloc;
     int32_t *refcount;      /* [n_blocks] */
     int32_t *free_list;     /* stack of free block ids */
     int32_t n_free;
@@ -56,13 +90,22 @@ typedef struct {
 /* Returns 0 or -1 (out of memory). */
 int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
                     int32_t n_blocks);
+/* A pool of the given page type; max_open bounds the open fp16 pages (see
+ * the top of this file; ignored for GW_KV_F16). -1: out of memory, or a
+ * quantized type with block_size or head_dim not a multiple of GW_KV_QGROUP. */
+int gw_kv_pool_init_typed(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
+                          int32_t n_blocks, int type, int32_t max_open);
 /* Bookkeeping only (block tables, references, prefix-cache state): the pages
  * live on a device that owns them; copy_block copies one block there. */
 int gw_kv_pool_init_external(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
                              int32_t n_blocks, int (*copy_block)(void *arg, int32_t dst, int32_t src),
                              void *copy_arg);
 void gw_kv_pool_free(gw_kv_pool *p);
+/* Bytes of KV one cached token takes (sealed, for quantized pools: codes
+ * plus its share of the scales and minimums). */
 size_t gw_kv_bytes_per_token(const gw_kv_pool *p);
+/* Bytes the pool holds in memory now (pages, open pages allocated so far). */
+size_t gw_kv_pool_bytes(const gw_kv_pool *p);
 
 /* Makes room for n_tokens slots in total, reclaiming idle cached blocks if
  * the free ones do not suffice; if the block the next slot (s->n_tokens)
@@ -101,8 +144,35 @@ static inline size_t gw_kv_tile(const gw_kv_pool *p, int32_t block, int layer, i
 static inline size_t gw_kv_k_index(const gw_kv_pool *p, int slot, int d) { return (size_t)d * p->block_size + slot; }
 static inline size_t gw_kv_v_index(const gw_kv_pool *p, int slot, int d) { return (size_t)slot * p->head_dim + d; }
 
-/* Stores one token's key and value vectors (head_dim floats each) into a slot. */
+/* Stores one token's key and value vectors (head_dim floats each) into a
+ * slot. The block must be open (always true of fp16 pools; a reservation
+ * opens the block a sequence writes into). */
 void gw_kv_store(gw_kv_pool *p, int32_t block, int layer, int head, int slot, const float *k, const float *v);
+
+/* ---- quantized pages ---- */
+
+/* The fp16 (layer, head) tile of a block, or NULL if the block is sealed. */
+static inline uint16_t *gw_kv_k_page(const gw_kv_pool *p, int32_t block, int layer, int head) {
+    if (p->k) return p->k + gw_kv_tile(p, block, layer, head);
+    int32_t o = p->open[block];
+    return o < 0 ? NULL : p->open_k[o] + gw_kv_tile(p, 0, layer, head);
+}
+static inline uint16_t *gw_kv_v_page(const gw_kv_pool *p, int32_t block, int layer, int head) {
+    if (p->v) return p->v + gw_kv_tile(p, block, layer, head);
+    int32_t o = p->open[block];
+    return o < 0 ? NULL : p->open_v[o] + gw_kv_tile(p, 0, layer, head);
+}
+static inline bool gw_kv_block_sealed(const gw_kv_pool *p, int32_t block) {
+    return p->open && p->open[block] < 0;
+}
+/* Quantizes an open block of a quantized pool and gives its fp16 page back;
+ * nothing for fp16 pools and sealed blocks. */
+void gw_kv_seal(gw_kv_pool *p, int32_t block);
+/* Dequantizes slots [off, off + n) of a sealed (layer, head) tile to fp16,
+ * into k and v laid out as a tile (keys dimension-major with block_size
+ * slots per dimension, values slot-major): what attention reads. */
+void gw_kv_dequant_slots(const gw_kv_pool *p, int32_t block, int layer, int head, int off, int n, uint16_t *k,
+                         uint16_t *v);
 
 /* ---- moving a window of slots (streaming: attention sinks + sliding window) ---- */
 
@@ -133,4 +203,15 @@ int gw_kv_seq_shift_down(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t
  * results. */
 int gw_kv_seq_shift_layers(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t dst, int32_t n,
                            const gw_kv_rope *rope, int layer0, int layer1);
+
+/* ---- keeping chosen slots (SnapKV, H2O) ---- */
+
+/* Moves slots keep[0..n) (strictly increasing) of one (layer, head) of a
+ * sequence to slots [0, n), in order, keys and values bit for bit (keys keep
+ * the rotation of their original position). Other layers and heads, the
+ * sequence's length and its blocks are untouched (the caller truncates once
+ * every tile has moved). Every block written must be the sequence's own.
+ * Returns 0, or -1 (not increasing, outside the sequence's blocks, a shared
+ * block, a quantized or device pool); nothing is moved then. */
+int gw_kv_seq_gather(gw_kv_pool *p, const gw_kv_seq *s, int layer, int head, const int32_t *keep, int32_t n);
 #endif

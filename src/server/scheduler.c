@@ -211,7 +211,7 @@ struct gw_sched {
 
 gw_sched_params gw_sched_default_params(void) {
     gw_sched_params p = {.n_ctx = 8192, .batch_tokens = 512, .max_running = 32, .max_waiting = 0,
-                         .n_threads = 0, .kv_block_size = 16, .prefix_cache = true, .metrics = NULL};
+                         .n_threads = 0, .kv_block_size = 0, .prefix_cache = true, .metrics = NULL};
     return p;
 }
 
@@ -242,7 +242,8 @@ gw_sched *gw_sched_new(gw_model *m, const gw_sched_params *p, char *err, size_t 
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->done_cv, NULL);
     gw_context_params cp = {.n_ctx = p->n_ctx, .n_batch = p->batch_tokens, .n_threads = p->n_threads,
-                            .kv_block_size = p->kv_block_size, .device = p->device};
+                            .kv_block_size = p->kv_block_size, .device = p->device,
+                            .kv_type = p->kv_type};
     s->ctx = gw_context_new(m, &cp, err, errlen);
     if (!s->ctx) {
         gw_sched_free(s);

@@ -65,7 +65,8 @@ typedef struct {
     int max_running;    /* most sequences with KV at once (<= 256) */
     int max_waiting;    /* submissions beyond this many waiting are refused; 0: no limit */
     int n_threads;      /* 0: all cores */
-    int kv_block_size;  /* tokens per KV block */
+    int kv_block_size;  /* tokens per KV block; 0: the library's default (16, 32 quantized) */
+    int kv_type;        /* GW_KV_F16, GW_KV_INT8 or GW_KV_INT4 (godwit.h) */
     int device;         /* GW_DEVICE_CPU or GW_DEVICE_CUDA (godwit.h) */
     bool prefix_cache;  /* reuse the KV of common prefixes (default on) */
     gw_metrics *metrics; /* may be NULL; not owned */

@@ -15,11 +15,17 @@
 #define CHUNK 16
 #define DIRECT_V_MAX 256 /* largest head size read straight from fp16 values */
 
-size_t gw_attention_scratch_floats(int group, int head_dim) {
+/* Scratch floats before the fp16 tile a sealed chunk is dequantized into. */
+static size_t tile_scratch_offset(int group, int head_dim) {
     /* values of a chunk [CHUNK][D], scores [queries][CHUNK], running max and
      * sum [2][queries] */
     size_t nq = (size_t)GW_ATTN_MAX_TILE * group;
     return (size_t)CHUNK * head_dim + nq * CHUNK + 2 * nq + 64;
+}
+
+size_t gw_attention_scratch_floats(int group, int head_dim, int block_size) {
+    /* + keys and values of one block tile in fp16 (quantized pools) */
+    return tile_scratch_offset(group, head_dim) + (size_t)block_size * head_dim;
 }
 
 /* Where query qi (token qi / G, head qi % G) reads and accumulates. */
@@ -247,8 +253,19 @@ static void attend(const attn_state *st) {
         int n = BS - off;
         if (n > end - s) n = end - s;
         if (n > CHUNK) n = CHUNK;
-        const size_t tile = gw_kv_tile(kv, a->blocks[bi], a->layer, a->kv_head);
-        chunk(st, kv->k + tile, kv->v + tile, s, off, n);
+        const int32_t blk = a->blocks[bi];
+        const uint16_t *kt = gw_kv_k_page(kv, blk, a->layer, a->kv_head);
+        const uint16_t *vt = gw_kv_v_page(kv, blk, a->layer, a->kv_head);
+        if (!kt) {
+            /* a sealed (quantized) block: this chunk's slots in fp16, into a
+             * tile-shaped scratch, read by the same kernels */
+            uint16_t *tk = (uint16_t *)(a->scratch + tile_scratch_offset(a->group, kv->head_dim));
+            uint16_t *tv = tk + (size_t)BS * kv->head_dim;
+            gw_kv_dequant_slots(kv, blk, a->layer, a->kv_head, off, n, tk, tv);
+            kt = tk;
+            vt = tv;
+        }
+        chunk(st, kt, vt, s, off, n);
         s += n;
     }
 }
@@ -293,5 +310,92 @@ void gw_attention_merge(int G, int D, const float *parts, int n_parts, size_t pa
         }
         float inv = total > 0 ? (float)(1.0 / total) : 0.0f;
         for (int i = 0; i < D; i++) o[i] *= inv;
+    }
+}
+
+/* ------------------------------------------------ probabilities (scoring) */
+
+/* Raw scores of the group's queries against slots [s, s + n) of one tile,
+ * into sc[g * stride + s + j]. */
+static void probs_chunk_scalar(const gw_attention_args *a, const uint16_t *kt, int32_t s, int off, int n,
+                               float *sc, size_t stride) {
+    const gw_kv_pool *kv = a->kv;
+    const int D = kv->head_dim;
+    for (int g = 0; g < a->group; g++) {
+        const float *q = a->q + (size_t)g * D;
+        for (int j = 0; j < n; j++) {
+            float dot = 0.0f;
+            for (int d = 0; d < D; d++) dot += q[d] * gw_fp16_to_fp32(kt[gw_kv_k_index(kv, off + j, d)]);
+            sc[(size_t)g * stride + s + j] = dot * a->scale;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void probs_chunk_avx512(
+    const gw_attention_args *a, const uint16_t *kt, int32_t s, int off, int n, float *sc, size_t stride) {
+    const gw_kv_pool *kv = a->kv;
+    const int D = kv->head_dim, BS = kv->block_size;
+    const __mmask16 mask = (__mmask16)((1u << n) - 1);
+    for (int g = 0; g < a->group; g++) {
+        const float *q = a->q + (size_t)g * D;
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        int d = 0;
+        for (; d + 2 <= D; d += 2) {
+            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]),
+                                   _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, kt + (size_t)d * BS + off)), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_set1_ps(q[d + 1]),
+                                   _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, kt + (size_t)(d + 1) * BS + off)),
+                                   acc1);
+        }
+        for (; d < D; d++)
+            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]),
+                                   _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, kt + (size_t)d * BS + off)), acc0);
+        __m512 r = _mm512_mul_ps(_mm512_add_ps(acc0, acc1), _mm512_set1_ps(a->scale));
+        _mm512_mask_storeu_ps(sc + (size_t)g * stride + s, mask, r);
+    }
+}
+#endif
+
+void gw_attention_probs_add(const gw_attention_args *a, float *probs, float *score) {
+    const gw_kv_pool *kv = a->kv;
+    const int BS = kv->block_size, G = a->group;
+    const int32_t end = a->n_slots[0];
+    if (end <= 0) return;
+    const size_t stride = (size_t)end;
+    bool fast = false;
+#if defined(__x86_64__)
+    fast = chunk_kernel != chunk_scalar && strcmp(gw_quant_isa_name(), "avx512") == 0;
+#endif
+    for (int32_t s = 0; s < end;) {
+        const int32_t bi = s / BS, off = s % BS;
+        int n = BS - off;
+        if (n > end - s) n = end - s;
+        if (n > CHUNK) n = CHUNK;
+        const int32_t blk = a->blocks[bi];
+        const uint16_t *kt = gw_kv_k_page(kv, blk, a->layer, a->kv_head);
+        if (!kt) {
+            uint16_t *tk = (uint16_t *)(a->scratch + tile_scratch_offset(a->group, kv->head_dim));
+            gw_kv_dequant_slots(kv, blk, a->layer, a->kv_head, off, n, tk, tk + (size_t)BS * kv->head_dim);
+            kt = tk;
+        }
+#if defined(__x86_64__)
+        if (fast) probs_chunk_avx512(a, kt, s, off, n, probs, stride);
+        else
+#endif
+            probs_chunk_scalar(a, kt, s, off, n, probs, stride);
+        s += n;
+    }
+    for (int g = 0; g < G; g++) {
+        float *row = probs + (size_t)g * stride;
+        float mx = -INFINITY;
+        for (int32_t j = 0; j < end; j++) mx = row[j] > mx ? row[j] : mx;
+        double sum = 0;
+        for (int32_t j = 0; j < end; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int32_t j = 0; j < end; j++) score[j] += row[j] * inv;
     }
 }

@@ -29,7 +29,7 @@ typedef struct {
     float *scratch;          /* gw_attention_scratch_floats() floats */
 } gw_attention_args;
 
-size_t gw_attention_scratch_floats(int group, int head_dim);
+size_t gw_attention_scratch_floats(int group, int head_dim, int block_size);
 
 /* Normalized attention output of every query into a->out. */
 void gw_attention(const gw_attention_args *a);
@@ -44,6 +44,12 @@ void gw_attention_partial(const gw_attention_args *a, int32_t s0, int32_t s1, fl
  * parts[i] = {acc[G][D], mx[G], sum[G]}, stride part_floats. */
 void gw_attention_merge(int group, int head_dim, const float *parts, int n_parts, size_t part_floats,
                         float *out);
+
+/* Attention probabilities of one query token (n_tok == 1) over slots
+ * [0, n_slots[0]), summed over its `group` heads, added to score[slot]: the
+ * statistic SnapKV and H2O rank cached tokens by. probs needs group *
+ * n_slots[0] floats. a->out unused. */
+void gw_attention_probs_add(const gw_attention_args *a, float *probs, float *score);
 
 /* Tests: force the portable kernel (true) or the best one (false). */
 void gw_attention_force_scalar(bool scalar);
