@@ -134,6 +134,17 @@ check "ppl reports the KV format and its bytes per token" contains "$out" "KV in
 out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json --kv-type int4 2>/dev/null); rc=$?
 check "bench --kv-type int4 json" contains "$out" '"kv_type":"int4","kv_bytes_per_token":7200'
 
+# prompt compression (--kv-select)
+head -c 3000 "$tmp/wp.txt" >"$tmp/wp3k.txt"
+out=$("$bin" run -m "$model" -f "$tmp/wp3k.txt" -n 4 --temp 0 -t 2 --kv-select snapkv:2x 2>&1); rc=$?
+check "run --kv-select snapkv:2x exits 0" [ $rc -eq 0 ]
+check "run --kv-select reports what it kept" grep -q -E "kv-select snapkv:2x: kept the KV of [0-9]+ of [0-9]+ prompt tokens" <<<"$out"
+out=$("$bin" run -m "$model" -p hi --kv-select snapkv 2>&1); rc=$?
+check "--kv-select without a budget refused" [ $rc -eq 1 ]
+check "--kv-select error named" contains "$out" "--kv-select takes none, snapkv:B or h2o:B"
+out=$("$bin" run -m "$model" -p hi --kv-select h2o:4x --kv-type int8 2>&1); rc=$?
+check "--kv-select with --kv-type int8 refused" [ $rc -eq 1 ]
+
 out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$?
 check "bench exits 0" [ $rc -eq 0 ]
 check "bench pp json" contains "$out" '"test":"pp16","depth":0'

@@ -127,6 +127,27 @@ code=$(status "$tmp/c4" "${auth[@]}" -d "$body" "$url/v1/chat/completions")
 check "chat: 200" [ "$code" = 200 ]
 check "chat: streamed text = whole text" [ "TEXT:$(json "$tmp/c4" 'd["choices"][0]["message"]["content"]')" = "$(grep '^TEXT:' "$tmp/s1.txt")" ]
 
+# ---- prompt compression (kv_select, a godwit extension)
+python3 - "$tmp" "$root" <<'PY'
+import json, sys
+text = open(sys.argv[2] + "/../shared/data/war_and_peace.txt", encoding="utf-8").read()[300000:302500]
+for name, sel in [("ks0", None), ("ks1", "none"), ("ks2", "snapkv:100000"), ("ks3", "snapkv:2x"), ("ks4", "h2o:128")]:
+    body = {"prompt": text, "max_tokens": 12, "temperature": 0}
+    if sel: body["kv_select"] = sel
+    open(f"{sys.argv[1]}/{name}.json", "w").write(json.dumps(body))
+PY
+for k in 0 1 2 3 4; do
+  code=$(status "$tmp/kr$k" "${auth[@]}" -d @"$tmp/ks$k.json" "$url/v1/completions")
+  check "kv_select request $k: 200" [ "$code" = 200 ]
+done
+check "kv_select none: the plain text" [ "$(json "$tmp/kr1" 'd["choices"][0]["text"]')" = "$(json "$tmp/kr0" 'd["choices"][0]["text"]')" ]
+check "kv_select with a budget over the prompt: the plain text" [ "$(json "$tmp/kr2" 'd["choices"][0]["text"]')" = "$(json "$tmp/kr0" 'd["choices"][0]["text"]')" ]
+check "kv_select snapkv:2x: 12 tokens" [ "$(json "$tmp/kr3" 'd["usage"]["completion_tokens"]')" = 12 ]
+check "kv_select h2o:128: 12 tokens" [ "$(json "$tmp/kr4" 'd["usage"]["completion_tokens"]')" = 12 ]
+code=$(status "$tmp/kr5" "${auth[@]}" -d '{"prompt": "hi", "kv_select": "lru:4"}' "$url/v1/completions")
+check "bad kv_select: 400" [ "$code" = 400 ]
+check "bad kv_select: named" [ "$(json "$tmp/kr5" 'd["error"]["param"]')" = kv_select ]
+
 # ---- errors
 code=$(status "$tmp/e1" "${auth[@]}" -d '{"prompt": "hi", ' "$url/v1/completions")
 check "bad JSON: 400" [ "$code" = 400 ]

@@ -35,6 +35,7 @@ typedef struct {
     int n_threads;
     int kv_block;         /* 0: the library's default */
     int kv_type;
+    gw_kv_select select;  /* run: compress the prompt's KV */
     int device;
     int stream_sink, stream_window; /* --streaming S,W; window 0: off */
     bool chat_template;   /* run: wrap the prompt as one user turn */
@@ -100,6 +101,7 @@ static void usage_run(FILE *f) {
             "      --chat              wrap the prompt as a user turn with the chat template\n"
             "      --system TEXT       system message (with --chat)\n"
             "      --no-bos            do not add the BOS token even if the model asks for it\n"
+            KV_SELECT_HELP
             "%s",
             common_help);
 }
@@ -140,6 +142,7 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
         else if (is_run && (!strcmp(a, "-f") || !strcmp(a, "--file"))) o->prompt_file = NEXT();
         else if (is_run && !strcmp(a, "--chat")) o->chat_template = true;
         else if (is_run && !strcmp(a, "--no-bos")) o->no_bos = true;
+        else if (is_run && !strcmp(a, "--kv-select")) parse_kv_select(NEXT(), &o->select);
         else if (!strcmp(a, "--system")) o->system = NEXT();
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->n_threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = parse_int(NEXT(), a);
@@ -171,6 +174,8 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
     if (o->n_ctx <= 0) die("%s", "--ctx must be positive");
     if (o->n_batch <= 0) die("%s", "--batch must be positive");
     if (o->kv_block < 0 || o->kv_block > 4096) die("%s", "--kv-block must be in 1..4096");
+    if (o->select.policy != GW_SELECT_NONE && (o->kv_type != GW_KV_F16 || o->stream_window > 0))
+        die("%s", "--kv-select needs the f16 KV cache and no --streaming for now");
     if (o->kv_type != GW_KV_F16 && o->stream_window > 0)
         die("%s", "--streaming cannot be combined with --kv-type int8/int4 yet (keys are re-rotated in place)");
     if (o->n_predict < 0) die("%s", "--n-predict must be >= 0");
@@ -197,6 +202,10 @@ typedef struct {
     long prefill_tokens, decode_tokens;
 } session;
 
+/* The position of the sequence's next token: what its cache holds plus what
+ * KV compression dropped (streaming moves positions itself). */
+static int next_pos(const session *s) { return gw_seq_len(s->ctx, s->seq) + gw_seq_kv_compressed(s->ctx, s->seq); }
+
 static void history_push(session *s, int32_t t) {
     if (s->n_history == s->cap_history) {
         s->cap_history = s->cap_history ? 2 * s->cap_history : 1024;
@@ -215,7 +224,7 @@ static void prefill(session *s, const int32_t *tokens, int n, bool progress) {
     char err[256];
     for (int done = 0; done < n;) {
         int m = n - done < B ? n - done : B;
-        int base = gw_seq_len(s->ctx, s->seq);
+        int base = next_pos(s);
         for (int i = 0; i < m; i++) {
             seq[i] = s->seq;
             pos[i] = base + i;
@@ -304,11 +313,11 @@ static char *generate(session *s, const options *o, gw_sampler *smp) {
             break;
         }
         if (n_gen == o->n_predict) break;
-        if (!s->streaming && gw_seq_len(s->ctx, s->seq) >= n_ctx) {
+        if (!s->streaming && next_pos(s) >= n_ctx) {
             fprintf(stderr, "\n[context full: %d tokens]\n", n_ctx);
             break;
         }
-        int32_t seq = s->seq, pos = gw_seq_len(s->ctx, s->seq);
+        int32_t seq = s->seq, pos = next_pos(s);
         int8_t want = 1;
         gw_batch b = {1, &t, &seq, &pos, &want};
         if (gw_forward(s->ctx, &b, s->logits, err, sizeof err) != 0) die("%s", err);
@@ -447,7 +456,16 @@ static int cmd_run(int argc, char **argv) {
     }
     if (!o.chat_template) fwrite(text, 1, strlen(text), stdout);
     fflush(stdout);
+    if (gw_kv_select_begin(s.ctx, s.seq, &o.select, n) != 0) die("%s", "--kv-select: cannot start the policy");
     prefill(&s, ids, n, n >= 1024 && isatty(2));
+    if (o.select.policy != GW_SELECT_NONE) {
+        if (gw_kv_select_end(s.ctx, s.seq, &o.select, n) != 0) die("%s", "--kv-select: compression failed");
+        char d[64];
+        gw_kv_select_describe(&o.select, d, sizeof d);
+        fprintf(stderr, "\nkv-select %s: kept the KV of %d of %d prompt tokens (%.1f MiB)\n", d,
+                gw_seq_len(s.ctx, s.seq), n,
+                (double)gw_seq_len(s.ctx, s.seq) * gw_context_kv_bytes_per_token(s.ctx) / 1048576.0);
+    }
     gw_sampler *smp = gw_sampler_new(&o.sp, gw_model_n_vocab(s.model));
     free(generate(&s, &o, smp));
     printf("\n");

@@ -413,6 +413,13 @@ int gw_api_parse(gw_api_kind kind, const char *body, size_t len, const gw_model 
     }
     if (get_bool(root, "stream", &rq->stream, err) || get_bool(root, "ignore_eos", &rq->gen.ignore_eos, err))
         goto out;
+    /* godwit extension: prompt compression, e.g. "kv_select": "snapkv:4x" */
+    const cJSON *ks = cJSON_GetObjectItemCaseSensitive(root, "kv_select");
+    if (!is_null_or_absent(ks) && (!cJSON_IsString(ks) || gw_kv_select_parse(ks->valuestring, &rq->gen.kv_select))) {
+        BAD("kv_select", "'kv_select' must be \"none\", \"snapkv:B\" or \"h2o:B\" with B a token budget "
+                         "(1024) or a reduction (4x)");
+        goto out;
+    }
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (!is_null_or_absent(so)) {
         if (!cJSON_IsObject(so)) {

@@ -113,7 +113,10 @@ typedef struct request {
     gw_sampler *smp;
     gw_text_stream ts;
     int seq;           /* -1: no KV (waiting) */
-    int n_computed;    /* tokens whose KV is in the cache (= gw_seq_len) */
+    int n_computed;    /* tokens computed: the next one's position */
+    int n_dropped;     /* of those, dropped by KV compression: gw_seq_len = n_computed - n_dropped */
+    gw_kv_select select; /* prompt compression policy (none by default) */
+    bool compressed;   /* the policy ran on this sequence */
     int n_offered;     /* full blocks offered to the prefix cache so far */
     gw_token_logprob *lp; /* logprobs of tokens not yet sent */
     int n_lp, cap_lp;
@@ -183,7 +186,7 @@ struct gw_sched {
     const gw_tokenizer *tok;
     gw_context *ctx;
     gw_metrics *metrics;
-    int n_vocab, max_len, batch_tokens, max_running, max_waiting, block_size, kv_total;
+    int n_vocab, max_len, batch_tokens, max_running, max_waiting, block_size, kv_total, kv_type;
     bool prefix_cache;
     pthread_t thread;
     bool thread_started;
@@ -252,6 +255,7 @@ gw_sched *gw_sched_new(gw_model *m, const gw_sched_params *p, char *err, size_t 
     s->prefix_cache = p->prefix_cache;
     if (s->prefix_cache && gw_context_set_prefix_cache(s->ctx, true) != 0) goto oom;
     s->block_size = gw_context_kv_block_size(s->ctx);
+    s->kv_type = p->kv_type;
     s->kv_total = gw_context_kv_free_tokens(s->ctx);
     s->max_len = p->n_ctx;
     int train = gw_model_n_ctx_train(m);
@@ -347,6 +351,11 @@ gw_submit_status gw_sched_submit(gw_sched *s, gw_channel *ch, const gw_gen_param
                 snprintf(err, errlen, "token id %d is out of range [0, %d)", p[i].prompt[j], s->n_vocab);
                 return GW_SUBMIT_INVALID;
             }
+        if (p[i].kv_select.policy != GW_SELECT_NONE && s->kv_type != GW_KV_F16) {
+            snprintf(err, errlen, "kv_select needs the f16 KV cache; this server runs with --kv-type %s",
+                     gw_kv_type_name(s->kv_type));
+            return GW_SUBMIT_INVALID;
+        }
         if (p[i].max_tokens <= 0 || p[i].logprobs > GW_MAX_TOP_LOGPROBS || p[i].n_stops > GW_MAX_STOPS ||
             p[i].n_stops < 0) {
             snprintf(err, errlen, "max_tokens must be >= 1, logprobs <= %d, at most %d stop strings",
@@ -370,6 +379,7 @@ gw_submit_status gw_sched_submit(gw_sched *s, gw_channel *ch, const gw_gen_param
         if (r->max_tokens > s->max_len - r->n_prompt) r->max_tokens = s->max_len - r->n_prompt;
         r->logprobs = p[i].logprobs;
         r->ignore_eos = p[i].ignore_eos;
+        r->select = p[i].kv_select;
         r->index = p[i].index;
         r->seq = -1;
         r->t_arrival = now;
@@ -414,6 +424,8 @@ static int blocks_for(const gw_sched *s, int tokens) { return (tokens + s->block
 
 /* Offers r's newly filled KV blocks to the prefix cache. */
 static void offer_blocks(gw_sched *s, request *r) {
+    /* a compressed sequence's blocks no longer hold its tokens in order */
+    if (r->select.policy != GW_SELECT_NONE) return;
     if (!s->prefix_cache || r->seq < 0 || r->n_computed / s->block_size <= r->n_offered) return;
     gw_seq_cache_prefix(s->ctx, r->seq, r->tokens, r->n_computed);
     r->n_offered = r->n_computed / s->block_size;
@@ -502,8 +514,9 @@ static void preempt(gw_sched *s, request *r) {
     offer_blocks(s, r); /* the recompute may start on them if they are not reclaimed first */
     gw_seq_close(s->ctx, r->seq);
     r->seq = -1;
-    r->n_computed = 0;
+    r->n_computed = r->n_dropped = 0;
     r->n_offered = 0;
+    r->compressed = false;
     list_remove(&s->running, r);
     list_push_front(&s->waiting, r);
     r->preempted_in_step = s->step_no + 1;
@@ -516,19 +529,22 @@ static void preempt(gw_sched *s, request *r) {
         if (s->plan[i].r == r) s->plan[i].r = NULL;
 }
 
+/* KV slots a request holds. */
+static int slots(const request *r) { return r->n_computed - r->n_dropped; }
+
 /* Free blocks not yet promised to the batch being planned. */
 static int avail_blocks(const gw_sched *s) {
     int n = gw_context_kv_free_tokens(s->ctx) / s->block_size;
     for (int i = 0; i < s->n_plan; i++) {
         const struct plan *p = &s->plan[i];
-        if (p->r) n -= blocks_for(s, p->r->n_computed + p->n) - blocks_for(s, p->r->n_computed);
+        if (p->r) n -= blocks_for(s, slots(p->r) + p->n) - blocks_for(s, slots(p->r));
     }
     return n;
 }
 
 /* Tokens r can take now without new blocks beyond the available ones. */
 static int room_tokens(const gw_sched *s, const request *r) {
-    int tail = blocks_for(s, r->n_computed) * s->block_size - r->n_computed;
+    int tail = blocks_for(s, slots(r)) * s->block_size - slots(r);
     return tail + avail_blocks(s) * s->block_size;
 }
 
@@ -612,13 +628,21 @@ static void plan_step(gw_sched *s) {
         int budget = s->batch_tokens - planned_tokens(s);
         if (budget <= 0) break;
         if (r->preempted_in_step == s->step_no + 1) break; /* no churn within a step */
-        int idle = 0, hit = s->prefix_cache ? gw_prefix_lookup(s->ctx, r->tokens, r->n_tokens, &idle) : 0;
-        if (s->prefix_cache && wait_for_prefix(s, r, hit)) continue;
+        /* a request that compresses its KV starts cold (it rewrites its blocks) */
+        const bool share = s->prefix_cache && r->select.policy == GW_SELECT_NONE;
+        int idle = 0, hit = share ? gw_prefix_lookup(s->ctx, r->tokens, r->n_tokens, &idle) : 0;
+        if (share && wait_for_prefix(s, r, hit)) continue;
         /* new blocks, plus the idle cached ones it takes out of the free count */
         int need = blocks_for(s, r->n_tokens) - hit / s->block_size + idle / s->block_size;
         if (need > avail_blocks(s)) break; /* FCFS: no overtaking for room */
-        int seq = s->prefix_cache ? gw_seq_open_prefix(s->ctx, r->tokens, r->n_tokens) : gw_seq_open(s->ctx);
+        int seq = share ? gw_seq_open_prefix(s->ctx, r->tokens, r->n_tokens) : gw_seq_open(s->ctx);
         if (seq < 0) break;
+        if (gw_kv_select_begin(s->ctx, seq, &r->select, r->n_tokens) != 0) {
+            gw_seq_close(s->ctx, seq);
+            list_remove(&s->waiting, r);
+            finish(s, r, GW_FINISH_ERROR, "kv_select: cannot start the KV selection policy (out of memory)");
+            continue;
+        }
         r->seq = seq;
         r->n_computed = gw_seq_len(s->ctx, seq);
         r->n_offered = r->n_computed / s->block_size;
@@ -818,6 +842,14 @@ static void step(gw_sched *s) {
         request *r = s->plan[i].r;
         if (!r) continue;
         r->n_computed += s->plan[i].n;
+        if (r->n_computed == r->n_tokens && r->select.policy != GW_SELECT_NONE && !r->compressed) {
+            /* the prompt is in: compress it (its last logits are already out) */
+            r->compressed = true;
+            if (gw_kv_select_end(s->ctx, r->seq, &r->select, r->n_tokens) == 0)
+                r->n_dropped = gw_seq_kv_compressed(s->ctx, r->seq);
+            else
+                fprintf(stderr, "godwit: engine: kv_select: compression failed; the request goes on uncompressed\n");
+        }
         offer_blocks(s, r);
         if (r->n_computed != r->n_tokens) continue;
         float *lg = s->logits + (size_t)k++ * s->n_vocab;

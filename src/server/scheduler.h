@@ -96,6 +96,7 @@ typedef struct {
     int logprobs;              /* -1: none; else the sampled token's logprob plus this many top ones */
     bool ignore_eos;           /* keep going past end-of-generation tokens */
     int index;                 /* choice index reported in the events */
+    gw_kv_select kv_select;    /* compress the prompt's KV after prefill (SnapKV, H2O); zero: none */
 } gw_gen_params;
 
 typedef enum {
