@@ -65,6 +65,7 @@ struct gw_context {
     size_t attn_scratch_floats;
     int32_t *tok_slot;          /* [n_batch] cache slot of each token */
     int32_t *tok_visible;       /* [n_batch] slots each token attends to (tok_slot + 1) */
+    int32_t *filled_blocks;     /* [n_batch] blocks a batch filled (quantized KV: sealed after it) */
     int32_t *tile_start;        /* [n_batch] attention tiles: runs of consecutive */
     int32_t n_tiles;            /*   tokens of one sequence, at most GW_ATTN_MAX_TILE */
     float *attn_parts;          /* split-KV partial results, n_batch * n_head_kv parts */
@@ -149,6 +150,7 @@ void gw_context_free(gw_context *c) {
     free(c->attn_scratch);
     free(c->tok_slot);
     free(c->tok_visible);
+    free(c->filled_blocks);
     free(c->tile_start);
     free(c->attn_parts);
     for (int i = 0; i < MAX_SEQS; i++) free(c->select[i].score);
@@ -253,13 +255,14 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *params, char *e
     c->attn_scratch = malloc((size_t)threads * c->attn_scratch_floats * sizeof(float));
     c->tok_slot = malloc(B * sizeof(int32_t));
     c->tok_visible = malloc(B * sizeof(int32_t));
+    c->filled_blocks = malloc(B * sizeof(int32_t));
     c->tile_start = malloc((B + 1) * sizeof(int32_t));
     {
         size_t G = (size_t)(m->n_head / m->n_head_kv);
         c->attn_part_floats = G * m->head_dim + 2 * G;
         c->attn_parts = malloc(Bh * m->n_head_kv * c->attn_part_floats * sizeof(float));
     }
-    if (!c->attn_parts || !c->tok_visible || !c->tile_start || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
+    if (!c->attn_parts || !c->tok_visible || !c->filled_blocks || !c->tile_start || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up ||
         !c->rope_cos || !c->rope_sin || !c->xq || !c->attn_scratch || !c->tok_slot)
         goto oom;
 #ifdef GODWIT_CUDA
@@ -912,7 +915,7 @@ static void seal_task(void *arg, int64_t i, int thread) {
 static void seal_full_blocks(gw_context *c, const gw_batch *b) {
     if (c->kv.type == GW_KV_F16) return;
     const int bs = c->kv.block_size;
-    int32_t *full = c->tok_visible; /* free again: scratch */
+    int32_t *full = c->filled_blocks;
     int64_t n = 0;
     for (int t = 0; t < b->n_tokens; t++)
         if (c->tok_slot[t] % bs == bs - 1) full[n++] = c->seqs[b->seq[t]].blocks[c->tok_slot[t] / bs];

@@ -299,7 +299,7 @@ static void bench_prefill(int ctx, int n_new, int warps, double gemm_tflops) {
     const double tf = 4.0 * pairs * D * H / (ms * 1e-3) / 1e12;
     char shape[96];
     char cta[16]; /* tune code 2: 4 warps of 2 x 16 rows */
-    snprintf(cta, sizeof cta, warps == 2 ? "4w x2" : "%dw", warps);
+    snprintf(cta, sizeof cta, warps == 0 ? "auto" : warps == 2 ? "4w x2" : "%dw", warps);
     if (ctx) snprintf(shape, sizeof shape, "%d new after %dk, 32/8 d128, %s", n_new, ctx / 1024, cta);
     else snprintf(shape, sizeof shape, "%dk causal, 32/8 heads d128, %s", n_new / 1024, cta);
     row("attn prefill", shape, ms, "TFLOP/s", tf, 100.0 * tf / gemm_tflops);
@@ -354,9 +354,11 @@ int main(int argc, char **argv) {
             bench_prefill(0, n, 4, gemm_tf);
             bench_prefill(0, n, 8, gemm_tf);
             bench_prefill(0, n, 2, gemm_tf); /* 4 warps x 2 row tiles */
+            bench_prefill(0, n, 0, gemm_tf); /* what the engine picks */
         }
         bench_prefill(32768, 512, 4, gemm_tf);
         bench_prefill(32768, 512, 2, gemm_tf);
+        bench_prefill(32768, 512, 0, gemm_tf);
     }
     CK(cudaStreamDestroy(g_s));
     return 0;

@@ -792,7 +792,7 @@ static void usage_bench(FILE *f) {
             "      --json              one JSON object per test on stdout\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
-            KV_HELP DEVICE_HELP);
+            KV_HELP KV_SELECT_HELP DEVICE_HELP);
 }
 
 static uint64_t bench_rng = 88172645463325252ull;
@@ -807,7 +807,11 @@ static int32_t random_token(int n_vocab) {
  * prefill of n tokens (pp) or n single-token decode steps (tg). One decode
  * step runs untimed before a tg measurement (on a GPU it captures the step's
  * CUDA graph). */
-static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp) {
+/* Times n prompt tokens (pp) or n decode steps after `depth` tokens of
+ * context; with a KV selection policy the context is compressed first, and
+ * *depth_kept (may be NULL) gets the context slots left. */
+static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp, const gw_kv_select *sel,
+                         int *depth_kept) {
     char err[256];
     int B = gw_context_n_batch(c);
     int32_t *tok = malloc(sizeof(int32_t) * B), *seqv = malloc(sizeof(int32_t) * B),
@@ -818,7 +822,13 @@ static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp) 
     double t_start = 0;
     const int warm = pp ? 0 : 1, timed_from = depth + warm;
     int total = timed_from + n;
+    if (gw_kv_select_begin(c, seq, sel, depth) != 0) die("%s", "--kv-select: cannot start the policy");
+    if (depth_kept) *depth_kept = depth;
     for (int done = 0; done < total;) {
+        if (done == depth && depth > 0 && sel->policy != GW_SELECT_NONE) {
+            if (gw_kv_select_end(c, seq, sel, depth) != 0) die("%s", "--kv-select: compression failed");
+            if (depth_kept) *depth_kept = gw_seq_len(c, seq);
+        }
         if (done == timed_from) t_start = now_s();
         int limit = done < depth ? depth : total;
         if (done >= depth && done < timed_from) limit = timed_from;
@@ -845,6 +855,7 @@ static int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     int pp = 512, tg = 128, reps = 3, threads = 0, batch = 512, kv_block = 0, device = GW_DEVICE_CPU;
     int kv_type = GW_KV_F16;
+    gw_kv_select sel = {0};
     bool json = false;
     int depths[16] = {0}, n_depths = 1;
     for (int i = 2; i < argc; i++) {
@@ -861,6 +872,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-type")) kv_type = parse_kv_type(NEXT());
+        else if (!strcmp(a, "--kv-select")) parse_kv_select(NEXT(), &sel);
         else if (!strcmp(a, "--device")) device = parse_device(NEXT());
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--depth")) {
@@ -900,17 +912,24 @@ static int cmd_bench(int argc, char **argv) {
     gw_model_describe(m, desc, sizeof desc);
     char dev[512];
     gw_context_describe_device(c, dev, sizeof dev);
+    char sel_desc[64];
+    gw_kv_select_describe(&sel, sel_desc, sizeof sel_desc);
+    if (sel.policy != GW_SELECT_NONE && kv_type != GW_KV_F16)
+        die("%s", "--kv-select needs the f16 KV cache (not --kv-type int8/int4) for now");
     if (!json)
-        printf("%s\n%s, KV %s (%zu bytes/token)\n%-8s %6s %14s %10s\n", desc, dev, gw_kv_type_name(kv_type),
-               gw_context_kv_bytes_per_token(c), "test", "depth", "tok/s", "GB/s");
-    bench_once(c, V, 0, 16, true); /* warm-up: page in the weights */
+        printf("%s\n%s, KV %s (%zu bytes/token), kv-select %s\n%-8s %6s %14s %10s\n", desc, dev,
+               gw_kv_type_name(kv_type), gw_context_kv_bytes_per_token(c), sel_desc, "test", "depth", "tok/s",
+               "GB/s");
+    gw_kv_select none = {0};
+    bench_once(c, V, 0, 16, true, &none, NULL); /* warm-up: page in the weights */
     for (int di = 0; di < n_depths; di++) {
         for (int kind = 0; kind < 2; kind++) {
             int n = kind == 0 ? pp : tg;
             if (n == 0) continue;
             double sum = 0, sum_sq = 0;
+            int kept = depths[di];
             for (int r = 0; r < reps; r++) {
-                double el = bench_once(c, V, depths[di], n, kind == 0);
+                double el = bench_once(c, V, depths[di], n, kind == 0, &sel, &kept);
                 double tps = n / el;
                 sum += tps;
                 sum_sq += tps * tps;
@@ -919,7 +938,7 @@ static int cmd_bench(int argc, char **argv) {
             /* bytes a decode step reads: all weights plus the KV cache at the
              * average depth of the run */
             double bytes = (double)gw_model_weight_bytes(m) +
-                           (double)gw_context_kv_bytes_per_token(c) * (depths[di] + n / 2.0);
+                           (double)gw_context_kv_bytes_per_token(c) * (kept + n / 2.0);
             double gbs = kind == 1 ? bytes * mean / 1e9 : 0;
             char test[32];
             snprintf(test, sizeof test, "%s%d", kind == 0 ? "pp" : "tg", n);
@@ -927,10 +946,10 @@ static int cmd_bench(int argc, char **argv) {
                 printf("{\"test\":\"%s\",\"depth\":%d,\"n_tokens\":%d,\"threads\":%d,\"reps\":%d,"
                        "\"tokens_per_s\":%.3f,\"tokens_per_s_sd\":%.3f,\"bytes_per_token\":%.0f,"
                        "\"gb_per_s\":%.3f,\"device\":\"%s\",\"kv_type\":\"%s\",\"kv_bytes_per_token\":%zu,"
-                       "\"model\":\"%s\"}\n",
+                       "\"kv_select\":\"%s\",\"depth_kept\":%d,\"model\":\"%s\"}\n",
                        test, depths[di], n, gw_context_n_threads(c), reps, mean, sd, kind == 1 ? bytes : 0.0,
                        gbs, device == GW_DEVICE_CUDA ? "cuda" : "cpu", gw_kv_type_name(kv_type),
-                       gw_context_kv_bytes_per_token(c), path);
+                       gw_context_kv_bytes_per_token(c), sel_desc, kept, path);
             else
                 printf("%-8s %6d %8.2f ± %-5.2f %10s\n", test, depths[di], mean, sd,
                        kind == 1 ? (snprintf(desc, sizeof desc, "%.2f", gbs), desc) : "-");

@@ -395,10 +395,6 @@ static inline int get_code(const uint8_t *codes, int int4, size_t i) {
     return !int4 ? codes[i] : (codes[i / 2] >> (4 * (i % 2))) & 0x0f;
 }
 
-static size_t tile_index(const gw_kv_pool *p, int32_t block, int layer, int head) {
-    return ((size_t)block * p->n_layer + layer) * p->n_head_kv + head;
-}
-
 void gw_kv_seal(gw_kv_pool *p, int32_t block) {
     if (!p->open || p->open[block] < 0) return;
     const int bs = p->block_size, D = p->head_dim, G = GW_KV_QGROUP, int4 = p->type == GW_KV_INT4;
@@ -407,7 +403,7 @@ void gw_kv_seal(gw_kv_pool *p, int32_t block) {
     uint8_t q[GW_KV_QGROUP];
     for (int l = 0; l < p->n_layer; l++) {
         for (int h = 0; h < p->n_head_kv; h++) {
-            const size_t ti = tile_index(p, block, l, h);
+            const size_t ti = gw_kv_tile_index(p, block, l, h);
             const uint16_t *kt = gw_kv_k_page(p, block, l, h), *vt = gw_kv_v_page(p, block, l, h);
             uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
             uint16_t *kp = p->kprm + ti * p->kprm_tile, *vp = p->vprm + ti * p->vprm_tile;
@@ -439,7 +435,7 @@ static void dequant_slots_scalar(const gw_kv_pool *p, int32_t block, int layer, 
                                  uint16_t *k, uint16_t *v) {
     enum { MAX_ROW = 1024 };
     const int D = p->head_dim, G = GW_KV_QGROUP, int4 = p->type == GW_KV_INT4;
-    const size_t ti = tile_index(p, block, layer, head);
+    const size_t ti = gw_kv_tile_index(p, block, layer, head);
     const uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
     const uint16_t *kp = p->kprm + ti * p->kprm_tile, *vp = p->vprm + ti * p->vprm_tile;
     float row[MAX_ROW];
@@ -464,21 +460,12 @@ static void dequant_slots_scalar(const gw_kv_pool *p, int32_t block, int layer, 
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
-/* 16 int4 codes, two per byte (even element in the low nibble), as 16 bytes. */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m128i unpack_int4(__m128i packed8) {
-    __m128i w = _mm_cvtepu8_epi16(packed8);
-    __m128i lo = _mm_and_si128(w, _mm_set1_epi16(0x000f));
-    __m128i hi = _mm_slli_epi16(_mm_srli_epi16(w, 4), 8);
-    return _mm_or_si128(lo, hi);
-}
+#include "backend/cpu/kv_codes.h"
 
 /* codes (16 bytes) * scale + min, rounded to fp16 */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m256i dequant16(__m128i codes, float sc,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m256i dequant16(__m512 codes, float sc,
                                                                                        float mn) {
-    __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(codes));
-    x = _mm512_fmadd_ps(x, _mm512_set1_ps(sc), _mm512_set1_ps(mn));
+    __m512 x = _mm512_fmadd_ps(codes, _mm512_set1_ps(sc), _mm512_set1_ps(mn));
     return _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
@@ -489,16 +476,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static int dequant_slots_av
     const gw_kv_pool *p, int32_t block, int layer, int head, int off, int n, uint16_t *k, uint16_t *v) {
     const int D = p->head_dim, G = GW_KV_QGROUP, bs = p->block_size, int4 = p->type == GW_KV_INT4;
     if (n > 16 || off / G != (off + n - 1) / G || off % 2) return 0;
-    const size_t ti = tile_index(p, block, layer, head);
+    const size_t ti = gw_kv_tile_index(p, block, layer, head);
     const uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
     const uint16_t *kp = p->kprm + ti * p->kprm_tile + (size_t)(off / G) * D * 2;
     const uint16_t *vp = p->vprm + ti * p->vprm_tile;
     const __mmask16 m16 = (__mmask16)((1u << n) - 1);
-    const __mmask16 m8 = (__mmask16)((1u << ((n + 1) / 2)) - 1);
     for (int d = 0; d < D; d++) {
         const size_t at = (size_t)d * bs + off;
-        __m128i codes = int4 ? unpack_int4(_mm_maskz_loadu_epi8(m8, kc + at / 2)) : _mm_maskz_loadu_epi8(m16, kc + at);
-        __m256i h = dequant16(codes, gw_fp16_to_fp32(kp[2 * d]), gw_fp16_to_fp32(kp[2 * d + 1]));
+        __m256i h = dequant16(gw_kv_codes_ps(kc, int4, at, n), gw_fp16_to_fp32(kp[2 * d]), gw_fp16_to_fp32(kp[2 * d + 1]));
         _mm256_mask_storeu_epi16(k + at, m16, h);
     }
     for (int j = 0; j < n; j++) {
@@ -506,9 +491,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static int dequant_slots_av
         const uint16_t *pr = vp + (size_t)sl * (D / G) * 2;
         for (int dv = 0; dv < D; dv += 16) {
             const size_t at = (size_t)sl * D + dv;
-            __m128i codes = int4 ? unpack_int4(_mm_loadl_epi64((const __m128i *)(vc + at / 2)))
-                                 : _mm_loadu_si128((const __m128i *)(vc + at));
-            __m256i h = dequant16(codes, gw_fp16_to_fp32(pr[2 * (dv / G)]), gw_fp16_to_fp32(pr[2 * (dv / G) + 1]));
+            __m256i h = dequant16(gw_kv_codes_ps(vc, int4, at, 16), gw_fp16_to_fp32(pr[2 * (dv / G)]), gw_fp16_to_fp32(pr[2 * (dv / G) + 1]));
             _mm256_storeu_si256((__m256i *)(v + at), h);
         }
     }

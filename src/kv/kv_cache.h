@@ -140,6 +140,11 @@ static inline int32_t gw_kv_pool_available(const gw_kv_pool *p) { return p->n_fr
 static inline size_t gw_kv_tile(const gw_kv_pool *p, int32_t block, int layer, int head) {
     return (((size_t)block * p->n_layer + layer) * p->n_head_kv + head) * p->block_size * p->head_dim;
 }
+/* Number of the (layer, head) tile of a block among all tiles: quantized
+ * pools keep codes and parameters in tiles of this order. */
+static inline size_t gw_kv_tile_index(const gw_kv_pool *p, int32_t block, int layer, int head) {
+    return ((size_t)block * p->n_layer + layer) * p->n_head_kv + head;
+}
 /* Element (slot, d) of a tile: keys dimension-major, values slot-major. */
 static inline size_t gw_kv_k_index(const gw_kv_pool *p, int slot, int d) { return (size_t)d * p->block_size + slot; }
 static inline size_t gw_kv_v_index(const gw_kv_pool *p, int slot, int d) { return (size_t)slot * p->head_dim + d; }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/cpu/kv_codes.h"
 #include "backend/cpu/quant.h"
 
 #if defined(__x86_64__)
@@ -113,6 +114,35 @@ __attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* Softmax weights of a chunk's raw scores (scores[i][j] for queries q0 + i,
+ * i < qn, unscaled), updating each query's running max, sum and
+ * accumulator; w is 0 for slots a query does not see and for padding
+ * queries. Returns the most slots any query sees (0: nothing to add). */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline int softmax_weights_avx512(
+    const attn_state *st, int q0, int qn, int32_t s, int n, float scores[4][CHUNK], float w[4][CHUNK]) {
+    const gw_attention_args *a = st->a;
+    const __m512 scale = _mm512_set1_ps(a->scale);
+    int m_max = 0;
+    for (int i = 0; i < 4; i++) {
+        const int qi = q0 + i;
+        int m = i < qn ? query_hi(st, qi) - s : 0;
+        if (m > n) m = n;
+        if (m <= 0) {
+            _mm512_storeu_ps(w[i], _mm512_setzero_ps());
+            continue;
+        }
+        if (m > m_max) m_max = m;
+        const __mmask16 mask = (__mmask16)((1u << m) - 1);
+        __m512 sc = _mm512_mul_ps(_mm512_loadu_ps(scores[i]), scale);
+        softmax_update(query_acc(st, qi), a->kv->head_dim, &st->run_max[qi], &st->run_sum[qi],
+                       _mm512_mask_reduce_max_ps(mask, sc));
+        __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(sc, _mm512_set1_ps(st->run_max[qi]))));
+        st->run_sum[qi] += _mm512_reduce_add_ps(p);
+        _mm512_storeu_ps(w[i], p);
+    }
+    return m_max;
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(const attn_state *st, const uint16_t *kt,
                                                                      const uint16_t *vt, int32_t s, int off,
                                                                      int n) {
@@ -131,7 +161,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(co
             _mm512_storeu_ps(vf + j * D + d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + d))));
         for (; d < D; d++) vf[j * D + d] = gw_fp16_to_fp32(row[d]);
     }
-    const __m512 scale = _mm512_set1_ps(a->scale);
     for (int q0 = 0; q0 < nq; q0 += 4) {
         const int qn = nq - q0 < 4 ? nq - q0 : 4;
         /* Always four queries (missing ones repeat the first and are
@@ -160,27 +189,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(co
          * index below forces them onto the stack inside the loop above */
         float scores[4][CHUNK];
         for (int i = 0; i < 4; i++) _mm512_storeu_ps(scores[i], _mm512_add_ps(sa[i][0], sa[i][1]));
-        /* softmax weights of the chunk per query; 0 for slots a query does
-         * not see and for padding queries */
         float w[4][CHUNK];
-        int m_max = 0;
-        for (int i = 0; i < 4; i++) {
-            const int qi = q0 + i;
-            int m = i < qn ? query_hi(st, qi) - s : 0;
-            if (m > n) m = n;
-            if (m <= 0) {
-                _mm512_storeu_ps(w[i], _mm512_setzero_ps());
-                continue;
-            }
-            if (m > m_max) m_max = m;
-            const __mmask16 mask = (__mmask16)((1u << m) - 1);
-            __m512 sc = _mm512_mul_ps(_mm512_loadu_ps(scores[i]), scale);
-            softmax_update(query_acc(st, qi), D, &st->run_max[qi], &st->run_sum[qi],
-                           _mm512_mask_reduce_max_ps(mask, sc));
-            __m512 p = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(sc, _mm512_set1_ps(st->run_max[qi]))));
-            st->run_sum[qi] += _mm512_reduce_add_ps(p);
-            _mm512_storeu_ps(w[i], p);
-        }
+        const int m_max = softmax_weights_avx512(st, q0, qn, s, n, scores, w);
         if (m_max == 0) continue;
         float dummy[DIRECT_V_MAX]; /* accumulator of padding queries */
         if (qn < 4) memset(dummy, 0, sizeof(float) * (D < DIRECT_V_MAX ? D : DIRECT_V_MAX));
@@ -221,6 +231,91 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_avx512(co
         }
     }
 }
+
+/* A sealed (int8 / int4) block's chunk, read straight from its codes: with
+ * key k[d][j] = c[d][j] * ks[d] + km[d] (per channel) a score is
+ * sum_d (q[d] ks[d]) c[d][j] + sum_d q[d] km[d], and with value
+ * v[j][d] = c[j][d] * vs[j][g] + vm[j][g] (per token, g = d / 32) a weighted
+ * sum is sum_j (w[j] vs[j][g]) c[j][d] + sum_j w[j] vm[j][g]: KIVI's
+ * identities, so codes are converted to float and never to fp16. For chunks
+ * inside one key group (off a multiple of 16) and head sizes of 64 / 128 /
+ * ... up to DIRECT_V_MAX. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_q_avx512(const attn_state *st, int32_t blk,
+                                                                       int32_t s, int off, int n) {
+    const gw_attention_args *a = st->a;
+    const gw_kv_pool *kv = a->kv;
+    const int D = kv->head_dim, BS = kv->block_size, nq = a->n_tok * a->group, NG = D / GW_KV_QGROUP;
+    const int int4 = kv->type == GW_KV_INT4;
+    const size_t ti = gw_kv_tile_index(kv, blk, a->layer, a->kv_head);
+    const uint8_t *kc = kv->kq + ti * kv->q_tile_bytes, *vc = kv->vq + ti * kv->q_tile_bytes;
+    const uint16_t *kp = kv->kprm + ti * kv->kprm_tile + (size_t)(off / GW_KV_QGROUP) * D * 2;
+    const uint16_t *vp = kv->vprm + ti * kv->vprm_tile + (size_t)off * NG * 2;
+    float ks[DIRECT_V_MAX], km[DIRECT_V_MAX];
+    for (int d = 0; d < D; d++) {
+        ks[d] = gw_fp16_to_fp32(kp[2 * d]);
+        km[d] = gw_fp16_to_fp32(kp[2 * d + 1]);
+    }
+    float vpar[CHUNK][DIRECT_V_MAX / GW_KV_QGROUP][2]; /* per slot and value group: scale, min */
+    for (int j = 0; j < n; j++)
+        for (int g = 0; g < NG; g++) {
+            vpar[j][g][0] = gw_fp16_to_fp32(vp[((size_t)j * NG + g) * 2]);
+            vpar[j][g][1] = gw_fp16_to_fp32(vp[((size_t)j * NG + g) * 2 + 1]);
+        }
+    for (int q0 = 0; q0 < nq; q0 += 4) {
+        const int qn = nq - q0 < 4 ? nq - q0 : 4;
+        const float *qv[4];
+        for (int i = 0; i < 4; i++) qv[i] = query_vec(st, q0 + (i < qn ? i : 0));
+        float bias[4] = {0, 0, 0, 0};
+        for (int i = 0; i < 4; i++)
+            for (int d = 0; d < D; d++) bias[i] += qv[i][d] * km[d];
+        __m512 sa[4][2];
+        for (int i = 0; i < 4; i++) sa[i][0] = sa[i][1] = _mm512_setzero_ps();
+        for (int d = 0; d < D; d += 2) {
+            __m512 k0 = gw_kv_codes_ps(kc, int4, (size_t)d * BS + off, n);
+            __m512 k1 = gw_kv_codes_ps(kc, int4, (size_t)(d + 1) * BS + off, n);
+            for (int i = 0; i < 4; i++) {
+                sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d] * ks[d]), k0, sa[i][0]);
+                sa[i][1] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d + 1] * ks[d + 1]), k1, sa[i][1]);
+            }
+        }
+        float scores[4][CHUNK];
+        for (int i = 0; i < 4; i++)
+            _mm512_storeu_ps(scores[i], _mm512_add_ps(_mm512_add_ps(sa[i][0], sa[i][1]), _mm512_set1_ps(bias[i])));
+        float w[4][CHUNK];
+        const int m_max = softmax_weights_avx512(st, q0, qn, s, n, scores, w);
+        if (m_max == 0) continue;
+        float dummy[DIRECT_V_MAX];
+        if (qn < 4) memset(dummy, 0, sizeof(float) * D);
+        float *acc[4];
+        for (int i = 0; i < 4; i++) acc[i] = i < qn ? query_acc(st, q0 + i) : dummy;
+        for (int dv = 0; dv < D; dv += 64) {
+            const int g0 = dv / GW_KV_QGROUP;
+            __m512 o[4][4];
+            float bsum[4][2] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+            for (int i = 0; i < 4; i++)
+                for (int b = 0; b < 4; b++) o[i][b] = _mm512_loadu_ps(acc[i] + dv + 16 * b);
+            for (int j = 0; j < m_max; j++) {
+                const size_t at = (size_t)(off + j) * D + dv;
+                __m512 v[4];
+                for (int b = 0; b < 4; b++) v[b] = gw_kv_codes_ps(vc, int4, at + 16 * b, 16);
+                for (int i = 0; i < 4; i++) {
+                    const float wj = w[i][j];
+                    __m512 ws0 = _mm512_set1_ps(wj * vpar[j][g0][0]), ws1 = _mm512_set1_ps(wj * vpar[j][g0 + 1][0]);
+                    o[i][0] = _mm512_fmadd_ps(ws0, v[0], o[i][0]);
+                    o[i][1] = _mm512_fmadd_ps(ws0, v[1], o[i][1]);
+                    o[i][2] = _mm512_fmadd_ps(ws1, v[2], o[i][2]);
+                    o[i][3] = _mm512_fmadd_ps(ws1, v[3], o[i][3]);
+                    bsum[i][0] += wj * vpar[j][g0][1];
+                    bsum[i][1] += wj * vpar[j][g0 + 1][1];
+                }
+            }
+            for (int i = 0; i < 4; i++)
+                for (int b = 0; b < 4; b++)
+                    _mm512_storeu_ps(acc[i] + dv + 16 * b,
+                                     _mm512_add_ps(o[i][b], _mm512_set1_ps(bsum[i][b / 2])));
+        }
+    }
+}
 #endif
 
 static chunk_fn pick_chunk(void) {
@@ -233,6 +328,30 @@ static chunk_fn pick_chunk(void) {
 static chunk_fn chunk_kernel;
 
 void gw_attention_force_scalar(bool scalar) { chunk_kernel = scalar ? chunk_scalar : pick_chunk(); }
+
+/* Slots of the chunk that starts at slot s: to the end of its block, of the
+ * range, or CHUNK, whichever comes first. */
+static inline int chunk_len(int BS, int32_t s, int32_t end) {
+    int n = BS - s % BS;
+    if (n > end - s) n = (int)(end - s);
+    return n > CHUNK ? CHUNK : n;
+}
+
+/* The fp16 key and value tiles a chunk of block blk reads: the pool's own,
+ * or for a sealed (quantized) block the chunk's slots dequantized into a
+ * tile-shaped scratch, read by the same kernels. */
+static void chunk_tiles(const gw_attention_args *a, int32_t blk, int off, int n, const uint16_t **kt,
+                        const uint16_t **vt) {
+    const gw_kv_pool *kv = a->kv;
+    *kt = gw_kv_k_page(kv, blk, a->layer, a->kv_head);
+    *vt = gw_kv_v_page(kv, blk, a->layer, a->kv_head);
+    if (*kt) return;
+    uint16_t *tk = (uint16_t *)(a->scratch + tile_scratch_offset(a->group, kv->head_dim));
+    uint16_t *tv = tk + (size_t)kv->block_size * kv->head_dim;
+    gw_kv_dequant_slots(kv, blk, a->layer, a->kv_head, off, n, tk, tv);
+    *kt = tk;
+    *vt = tv;
+}
 
 /* Runs every chunk of slots [lo, max hi) through the kernel. */
 static void attend(const attn_state *st) {
@@ -249,22 +368,18 @@ static void attend(const attn_state *st) {
         if (query_hi(st, qi) > end) end = query_hi(st, qi);
     }
     for (int32_t s = st->lo; s < end;) {
-        const int32_t bi = s / BS, off = s % BS;
-        int n = BS - off;
-        if (n > end - s) n = end - s;
-        if (n > CHUNK) n = CHUNK;
-        const int32_t blk = a->blocks[bi];
-        const uint16_t *kt = gw_kv_k_page(kv, blk, a->layer, a->kv_head);
-        const uint16_t *vt = gw_kv_v_page(kv, blk, a->layer, a->kv_head);
-        if (!kt) {
-            /* a sealed (quantized) block: this chunk's slots in fp16, into a
-             * tile-shaped scratch, read by the same kernels */
-            uint16_t *tk = (uint16_t *)(a->scratch + tile_scratch_offset(a->group, kv->head_dim));
-            uint16_t *tv = tk + (size_t)BS * kv->head_dim;
-            gw_kv_dequant_slots(kv, blk, a->layer, a->kv_head, off, n, tk, tv);
-            kt = tk;
-            vt = tv;
+        const int off = s % BS, n = chunk_len(BS, s, end);
+        const int32_t blk = a->blocks[s / BS];
+#if defined(__x86_64__)
+        if (gw_kv_block_sealed(kv, blk) && chunk == chunk_avx512 && off % CHUNK == 0 && kv->head_dim % 64 == 0 &&
+            kv->head_dim <= DIRECT_V_MAX) {
+            chunk_q_avx512(st, blk, s, off, n); /* codes read directly */
+            s += n;
+            continue;
         }
+#endif
+        const uint16_t *kt, *vt;
+        chunk_tiles(a, blk, off, n, &kt, &vt);
         chunk(st, kt, vt, s, off, n);
         s += n;
     }
@@ -368,17 +483,9 @@ void gw_attention_probs_add(const gw_attention_args *a, float *probs, float *sco
     fast = chunk_kernel != chunk_scalar && strcmp(gw_quant_isa_name(), "avx512") == 0;
 #endif
     for (int32_t s = 0; s < end;) {
-        const int32_t bi = s / BS, off = s % BS;
-        int n = BS - off;
-        if (n > end - s) n = end - s;
-        if (n > CHUNK) n = CHUNK;
-        const int32_t blk = a->blocks[bi];
-        const uint16_t *kt = gw_kv_k_page(kv, blk, a->layer, a->kv_head);
-        if (!kt) {
-            uint16_t *tk = (uint16_t *)(a->scratch + tile_scratch_offset(a->group, kv->head_dim));
-            gw_kv_dequant_slots(kv, blk, a->layer, a->kv_head, off, n, tk, tk + (size_t)BS * kv->head_dim);
-            kt = tk;
-        }
+        const int off = s % BS, n = chunk_len(BS, s, end);
+        const uint16_t *kt, *vt;
+        chunk_tiles(a, a->blocks[s / BS], off, n, &kt, &vt);
 #if defined(__x86_64__)
         if (fast) probs_chunk_avx512(a, kt, s, off, n, probs, stride);
         else

@@ -693,6 +693,8 @@ int check_common(const gw_cuda_kv *kv, const uint16_t *q, int64_t q_stride, cons
 
 } // namespace
 
+/* 0: choose per launch (see gw_cuda_attention_prefill); 2 (two row tiles per
+ * warp), 4 or 8 warps: always that kernel (tests, benchmarks). */
 extern "C" void gw_cuda_attention_tune(int prefill_warps) {
     g_prefill_warps = prefill_warps == 2 || prefill_warps == 4 || prefill_warps == 8 ? prefill_warps : 0;
 }
@@ -710,7 +712,24 @@ extern "C" int gw_cuda_attention_prefill(const gw_cuda_kv *kv, const uint16_t *q
     p.bs_shift = block_shift(kv->block_size);
     p.cu_q = cu_seqlens_q, p.kv_lens = kv_lens, p.tables = block_tables, p.bt_stride = block_table_stride;
     p.n_heads = n_heads, p.group = n_heads / kv->n_kv_heads, p.scale_log2 = scale * kLog2e;
-    const int warps = g_prefill_warps ? g_prefill_warps : 4;
+    int warps = g_prefill_warps;
+    if (!warps) {
+        /* Two 16-row tiles per warp (mt2) are 8-11 % faster on long prompts
+         * (H200, bench/gpu/NOTES.md) but halve the CTAs: take them only when
+         * there are enough to fill the SMs four times over (a 512-token chunk
+         * after a long prefix has not: 4 warps of one tile each there). */
+        static int sms = 0;
+        if (!sms) {
+            int dev = 0;
+            if (cudaGetDevice(&dev) != cudaSuccess ||
+                cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) {
+                cudaGetLastError();
+                sms = 132;
+            }
+        }
+        const int64_t mt2_ctas = (int64_t)n_heads * ((max_q_len + 127) / 128) * n_seqs;
+        warps = mt2_ctas >= 4 * (int64_t)sms ? 2 : 4;
+    }
     cudaStream_t s = GW_STREAM(stream);
     if (warps == 2)
         return kv->head_dim == 64 ? launch_prefill_mt2<64>(p, n_seqs, max_q_len, s)

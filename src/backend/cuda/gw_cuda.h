@@ -232,8 +232,10 @@ int gw_cuda_attention_decode(const gw_cuda_kv *kv, const uint16_t *q, int64_t q_
                              int block_table_stride, int n_heads, float scale, int n_splits, void *workspace,
                              size_t workspace_bytes, void *stream);
 
-/* Tuning knobs for benchmarks (0 = default): prefill CTA shape, 4 or 8 warps
- * of 16 query rows each, or 2: 4 warps of 2 x 16 rows with Q in shared memory. */
+/* Tuning knobs for tests and benchmarks: prefill CTA shape, 4 or 8 warps of
+ * 16 query rows each, or 2: 4 warps of 2 x 16 rows with Q in shared memory;
+ * 0 (the default): 2 when there are CTAs enough to fill the GPU four times,
+ * else 4. */
 void gw_cuda_attention_tune(int prefill_warps);
 
 #ifdef __cplusplus
