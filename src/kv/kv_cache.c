@@ -481,17 +481,20 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static int dequant_slots_av
     const uint16_t *kp = p->kprm + ti * p->kprm_tile + (size_t)(off / G) * D * 2;
     const uint16_t *vp = p->vprm + ti * p->vprm_tile;
     const __mmask16 m16 = (__mmask16)((1u << n) - 1);
+    float kpar[2048][2]; /* head_dim <= 1024 (model.c) */
+    gw_kv_fp16_to_ps(kp, &kpar[0][0], 2 * D);
     for (int d = 0; d < D; d++) {
         const size_t at = (size_t)d * bs + off;
-        __m256i h = dequant16(gw_kv_codes_ps(kc, int4, at, n), gw_fp16_to_fp32(kp[2 * d]), gw_fp16_to_fp32(kp[2 * d + 1]));
+        __m256i h = dequant16(gw_kv_codes_ps(kc, int4, at, n), kpar[d][0], kpar[d][1]);
         _mm256_mask_storeu_epi16(k + at, m16, h);
     }
     for (int j = 0; j < n; j++) {
         const int sl = off + j;
-        const uint16_t *pr = vp + (size_t)sl * (D / G) * 2;
+        float vpar[2048 / GW_KV_QGROUP][2];
+        gw_kv_fp16_to_ps(vp + (size_t)sl * (D / G) * 2, &vpar[0][0], 2 * (D / G));
         for (int dv = 0; dv < D; dv += 16) {
             const size_t at = (size_t)sl * D + dv;
-            __m256i h = dequant16(gw_kv_codes_ps(vc, int4, at, 16), gw_fp16_to_fp32(pr[2 * (dv / G)]), gw_fp16_to_fp32(pr[2 * (dv / G) + 1]));
+            __m256i h = dequant16(gw_kv_codes_ps(vc, int4, at, 16), vpar[dv / G][0], vpar[dv / G][1]);
             _mm256_storeu_si256((__m256i *)(v + at), h);
         }
     }

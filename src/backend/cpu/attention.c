@@ -250,32 +250,25 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void chunk_q_avx512(
     const uint8_t *kc = kv->kq + ti * kv->q_tile_bytes, *vc = kv->vq + ti * kv->q_tile_bytes;
     const uint16_t *kp = kv->kprm + ti * kv->kprm_tile + (size_t)(off / GW_KV_QGROUP) * D * 2;
     const uint16_t *vp = kv->vprm + ti * kv->vprm_tile + (size_t)off * NG * 2;
-    float ks[DIRECT_V_MAX], km[DIRECT_V_MAX];
-    for (int d = 0; d < D; d++) {
-        ks[d] = gw_fp16_to_fp32(kp[2 * d]);
-        km[d] = gw_fp16_to_fp32(kp[2 * d + 1]);
-    }
+    float kpar[DIRECT_V_MAX][2]; /* per dimension: scale, min */
+    gw_kv_fp16_to_ps(kp, &kpar[0][0], 2 * D);
     float vpar[CHUNK][DIRECT_V_MAX / GW_KV_QGROUP][2]; /* per slot and value group: scale, min */
-    for (int j = 0; j < n; j++)
-        for (int g = 0; g < NG; g++) {
-            vpar[j][g][0] = gw_fp16_to_fp32(vp[((size_t)j * NG + g) * 2]);
-            vpar[j][g][1] = gw_fp16_to_fp32(vp[((size_t)j * NG + g) * 2 + 1]);
-        }
+    for (int j = 0; j < n; j++) gw_kv_fp16_to_ps(vp + (size_t)j * NG * 2, &vpar[j][0][0], 2 * NG);
     for (int q0 = 0; q0 < nq; q0 += 4) {
         const int qn = nq - q0 < 4 ? nq - q0 : 4;
         const float *qv[4];
         for (int i = 0; i < 4; i++) qv[i] = query_vec(st, q0 + (i < qn ? i : 0));
         float bias[4] = {0, 0, 0, 0};
         for (int i = 0; i < 4; i++)
-            for (int d = 0; d < D; d++) bias[i] += qv[i][d] * km[d];
+            for (int d = 0; d < D; d++) bias[i] += qv[i][d] * kpar[d][1];
         __m512 sa[4][2];
         for (int i = 0; i < 4; i++) sa[i][0] = sa[i][1] = _mm512_setzero_ps();
         for (int d = 0; d < D; d += 2) {
             __m512 k0 = gw_kv_codes_ps(kc, int4, (size_t)d * BS + off, n);
             __m512 k1 = gw_kv_codes_ps(kc, int4, (size_t)(d + 1) * BS + off, n);
             for (int i = 0; i < 4; i++) {
-                sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d] * ks[d]), k0, sa[i][0]);
-                sa[i][1] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d + 1] * ks[d + 1]), k1, sa[i][1]);
+                sa[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d] * kpar[d][0]), k0, sa[i][0]);
+                sa[i][1] = _mm512_fmadd_ps(_mm512_set1_ps(qv[i][d + 1] * kpar[d + 1][0]), k1, sa[i][1]);
             }
         }
         float scores[4][CHUNK];
@@ -330,11 +323,15 @@ static chunk_fn chunk_kernel;
 void gw_attention_force_scalar(bool scalar) { chunk_kernel = scalar ? chunk_scalar : pick_chunk(); }
 
 /* Slots of the chunk that starts at slot s: to the end of its block, of the
- * range, or CHUNK, whichever comes first. */
+ * range, or the next multiple of CHUNK in the block, whichever comes first. */
 static inline int chunk_len(int BS, int32_t s, int32_t end) {
     int n = BS - s % BS;
     if (n > end - s) n = (int)(end - s);
-    return n > CHUNK ? CHUNK : n;
+    /* stop at a multiple of CHUNK within the block, so that a range starting
+     * mid-chunk (a split of flash-decoding) is aligned from its second chunk
+     * on: the quantized kernel reads whole key groups */
+    int to_aligned = CHUNK - (s % BS) % CHUNK;
+    return n > to_aligned ? to_aligned : n;
 }
 
 /* The fp16 key and value tiles a chunk of block blk reads: the pool's own,

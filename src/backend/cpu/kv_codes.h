@@ -25,5 +25,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m512 gw_kv_
     else c = _mm_maskz_loadu_epi8((__mmask16)((1u << n) - 1), codes + i);
     return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
 }
+
+/* n fp16 values (scales and minimums) to float. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline void gw_kv_fp16_to_ps(const uint16_t *src, float *dst,
+                                                                                           int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + i)));
+    }
+}
 #endif
 #endif
