@@ -52,6 +52,31 @@ static inline const char *test_model_file(const char *file) {
     return buf;
 }
 
+/* len bytes of ../shared/data/war_and_peace.txt from byte offset (malloc'd,
+ * NUL-terminated; *got gets how many were read), or NULL if it is missing. */
+static inline char *test_read_prose(long offset, size_t len, size_t *got) {
+    FILE *fp = fopen(test_path("../shared/data/war_and_peace.txt"), "rb");
+    if (!fp) return NULL;
+    char *text = calloc(1, len + 1);
+    fseek(fp, offset, SEEK_SET);
+    *got = fread(text, 1, len, fp);
+    fclose(fp);
+    return text;
+}
+
+/* Indices of the k largest of x[0..n), largest first (ties: lower index). */
+static inline void test_top_k(const float *x, int n, int *idx, int k) {
+    for (int r = 0; r < k; r++) {
+        int best = -1;
+        for (int v = 0; v < n; v++) {
+            int taken = 0;
+            for (int q = 0; q < r; q++) taken |= idx[q] == v;
+            if (!taken && (best < 0 || x[v] > x[best])) best = v;
+        }
+        idx[r] = best;
+    }
+}
+
 /* Undoes the golden files' escapes (\\ \n \t \r \xHH). Returns malloc'd
  * bytes; *len (if not NULL) gets their count, which may include NUL bytes. */
 static inline char *test_unescape(const char *s, size_t *len) {

@@ -324,19 +324,6 @@ static void prompt_logprobs(gw_context *c, const int32_t *ids, int n, int chunk,
     gw_seq_close(c, seq);
 }
 
-/* Indices of the k largest of x[0..n), largest first. */
-static void top_k(const float *x, int n, int *idx, int k) {
-    for (int r = 0; r < k; r++) {
-        int best = -1;
-        for (int v = 0; v < n; v++) {
-            bool taken = false;
-            for (int q = 0; q < r; q++) taken |= idx[q] == v;
-            if (!taken && (best < 0 || x[v] > x[best])) best = v;
-        }
-        idx[r] = best;
-    }
-}
-
 /* Greedy tokens after a prompt. */
 static void greedy(gw_context *c, const int32_t *ids, int n, int n_gen, int32_t *out, int V) {
     float *lg = malloc(sizeof(float) * V);
@@ -367,13 +354,10 @@ static void test_engine(void) {
     if (!m) return;
     const int V = gw_model_n_vocab(m);
     /* a prose prompt of ~1,200 tokens from the shared text */
-    FILE *fp = fopen(test_path("../shared/data/war_and_peace.txt"), "rb");
-    CHECK(fp != NULL);
-    if (!fp) return;
-    char *text = calloc(1, 7001);
-    fseek(fp, 200000, SEEK_SET);
-    size_t got = fread(text, 1, 7000, fp);
-    fclose(fp);
+    size_t got = 0;
+    char *text = test_read_prose(200000, 7000, &got);
+    CHECK(text != NULL);
+    if (!text) return;
     int32_t *ids = NULL;
     int64_t n = gw_tokenize(gw_model_tokenizer(m), text, got, true, false, &ids);
     CHECK(n > 1000);
@@ -414,8 +398,8 @@ static void test_engine(void) {
         gw_seq_close(c, s);
         prompt_logprobs(c, ids, (int)n, 256, lp, V);
         int top_ref[10], top[1];
-        top_k(ref, V, top_ref, 10);
-        top_k(lp, V, top, 1);
+        test_top_k(ref, V, top_ref, 10);
+        test_top_k(lp, V, top, 1);
         for (int r = 0; r < 10; r++) dev[type] = fmax(dev[type], fabs(lp[top_ref[r]] - ref[top_ref[r]]));
         CHECK(top[0] == top_ref[0]);
         if (type == GW_KV_INT8) {

@@ -115,17 +115,9 @@ static int feed(gw_context *c, const gw_kv_select *k, int n, float *lp, int V, i
 
 static double max_dev_top10(const float *ref, const float *lp, int V) {
     double dev = 0;
-    int taken[10];
-    for (int r = 0; r < 10; r++) {
-        int best = -1;
-        for (int v = 0; v < V; v++) {
-            int skip = 0;
-            for (int q = 0; q < r; q++) skip |= taken[q] == v;
-            if (!skip && (best < 0 || ref[v] > ref[best])) best = v;
-        }
-        taken[r] = best;
-        dev = fmax(dev, fabs(lp[best] - ref[best]));
-    }
+    int top[10];
+    test_top_k(ref, V, top, 10);
+    for (int r = 0; r < 10; r++) dev = fmax(dev, fabs(lp[top[r]] - ref[top[r]]));
     return dev;
 }
 
@@ -135,13 +127,10 @@ static void test_engine(void) {
     CHECK_MSG(m != NULL, "%s", err);
     if (!m) return;
     const int V = gw_model_n_vocab(m);
-    FILE *fp = fopen(test_path("../shared/data/war_and_peace.txt"), "rb");
-    CHECK(fp != NULL);
-    if (!fp) return;
-    char *text = calloc(1, 4001);
-    fseek(fp, 400000, SEEK_SET);
-    size_t got = fread(text, 1, 4000, fp);
-    fclose(fp);
+    size_t got = 0;
+    char *text = test_read_prose(400000, 4000, &got);
+    CHECK(text != NULL);
+    if (!text) return;
     int64_t n = gw_tokenize(gw_model_tokenizer(m), text, got, true, false, &ids);
     CHECK(n > 600);
     n_ids = n > 600 ? 600 : (int)n;
