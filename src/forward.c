@@ -73,6 +73,8 @@ struct gw_context {
     gw_cuda_engine *cuda;       /* non-NULL: the forward runs on the GPU (pages live there) */
     gw_cuda_run *runs;          /* [n_batch] the batch as runs, for the GPU */
     int32_t *out_rows;          /* [n_batch] */
+    int32_t *gpu_tables;        /* quantized KV on the GPU: the runs' block tables as the */
+    size_t gpu_tables_cap;      /* kernels read them (open pages as -1 - page) */
 };
 
 
@@ -132,6 +134,7 @@ void gw_context_free(gw_context *c) {
 #endif
     free(c->runs);
     free(c->out_rows);
+    free(c->gpu_tables);
     gw_prefix_cache_free(c->prefix);
     gw_kv_pool_free(&c->kv);
     gw_threadpool_free(c->pool);
@@ -182,11 +185,6 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *params, char *e
             gw_set_err(err, errlen, "context: unknown KV type %d", p->kv_type);
             return NULL;
         }
-        if (p->device == GW_DEVICE_CUDA) {
-            gw_set_err(err, errlen, "context: a quantized KV cache (%s) is not available on the CUDA backend yet",
-                       gw_kv_type_name(p->kv_type));
-            return NULL;
-        }
         if (p->kv_block_size % GW_KV_QGROUP || m->head_dim % GW_KV_QGROUP) {
             gw_set_err(err, errlen,
                        "context: a quantized KV cache (%s) needs a KV block size and a head size that are "
@@ -210,7 +208,7 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *params, char *e
     int32_t max_open = 2 * MAX_SEQS + (p->n_batch + p->kv_block_size - 1) / p->kv_block_size;
     int kv_rc = p->device == GW_DEVICE_CUDA
                     ? gw_kv_pool_init_external(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size,
-                                               n_blocks, NULL, NULL)
+                                               n_blocks, p->kv_type, max_open)
                     : gw_kv_pool_init_typed(&c->kv, m->n_layer, m->n_head_kv, m->head_dim, p->kv_block_size,
                                             n_blocks, p->kv_type, max_open);
     if (kv_rc != 0) {
@@ -270,13 +268,14 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *params, char *e
         c->runs = malloc(B * sizeof *c->runs);
         c->out_rows = malloc(B * sizeof *c->out_rows);
         if (!c->runs || !c->out_rows) goto oom;
-        c->cuda = gw_cuda_engine_new(m, c->inv_freq, n_blocks, p->kv_block_size, p->n_batch, err, errlen);
+        c->cuda = gw_cuda_engine_new(m, c->inv_freq, n_blocks, p->kv_block_size, p->n_batch, p->kv_type,
+                                     c->kv.max_open, err, errlen);
         if (!c->cuda) {
             gw_context_free(c);
             return NULL;
         }
-        c->kv.copy_block = gw_cuda_engine_copy_block;
-        c->kv.copy_arg = c->cuda;
+        c->kv.dev = (gw_kv_device){c->cuda, gw_cuda_engine_copy_block, gw_cuda_engine_copy_page, gw_cuda_engine_seal,
+                                   gw_cuda_engine_unseal};
     }
 #endif
     return c;
@@ -912,15 +911,17 @@ static void seal_task(void *arg, int64_t i, int thread) {
     gw_kv_seal(&j->c->kv, j->blocks[i]);
 }
 
-static void seal_full_blocks(gw_context *c, const gw_batch *b) {
-    if (c->kv.type == GW_KV_F16) return;
+static int seal_full_blocks(gw_context *c, const gw_batch *b) {
+    if (c->kv.type == GW_KV_F16) return 0;
     const int bs = c->kv.block_size;
     int32_t *full = c->filled_blocks;
     int64_t n = 0;
     for (int t = 0; t < b->n_tokens; t++)
         if (c->tok_slot[t] % bs == bs - 1) full[n++] = c->seqs[b->seq[t]].blocks[c->tok_slot[t] / bs];
+    if (c->kv.external) return gw_kv_seal_blocks(&c->kv, full, (int32_t)n); /* one request to the device */
     seal_job j = {c, full};
     gw_threadpool_run(c->pool, seal_task, &j, n);
+    return 0;
 }
 
 /* One KV head: every scoring token of the batch adds its attention
@@ -961,10 +962,35 @@ static int forward_cuda(gw_context *c, const gw_batch *b, float *out, char *err,
         r->n_blocks = (r->kv_len + bs - 1) / bs;
         if (b->logits && b->logits[t]) c->out_rows[n_out++] = t;
     }
-    /* global slot = block * block_size + offset (tok_visible as scratch) */
+    /* global slot = block * block_size + offset (tok_visible as scratch); a
+     * quantized cache writes into the block's open page instead */
+    const int32_t *open = c->kv.type != GW_KV_F16 ? c->kv.open : NULL;
     for (int t = 0; t < T; t++) {
-        int32_t slot = c->tok_slot[t];
-        c->tok_visible[t] = c->seqs[b->seq[t]].blocks[slot / bs] * bs + slot % bs;
+        int32_t slot = c->tok_slot[t], blk = c->seqs[b->seq[t]].blocks[slot / bs];
+        c->tok_visible[t] = (open ? open[blk] : blk) * bs + slot % bs;
+    }
+    if (open) {
+        /* block tables as the kernels read them: open blocks as -1 - page */
+        size_t need = 0;
+        for (int i = 0; i < n_runs; i++) need += (size_t)c->runs[i].n_blocks;
+        if (need > c->gpu_tables_cap) {
+            int32_t *t = realloc(c->gpu_tables, need * sizeof *t);
+            if (!t) {
+                gw_set_err(err, errlen, "forward: out of memory");
+                return -1;
+            }
+            c->gpu_tables = t;
+            c->gpu_tables_cap = need;
+        }
+        int32_t *row = c->gpu_tables;
+        for (int i = 0; i < n_runs; i++) {
+            for (int j = 0; j < c->runs[i].n_blocks; j++) {
+                const int32_t blk = c->runs[i].blocks[j];
+                row[j] = open[blk] >= 0 ? -1 - open[blk] : blk;
+            }
+            c->runs[i].blocks = row;
+            row += c->runs[i].n_blocks;
+        }
     }
     gw_cuda_batch cb = {T, b->token, b->pos, c->tok_visible, n_runs, c->runs, n_out, c->out_rows};
     if (gw_cuda_engine_forward(c->cuda, &cb, out, err, errlen) != 0) {
@@ -976,6 +1002,10 @@ static int forward_cuda(gw_context *c, const gw_batch *b, float *out, char *err,
         return -1;
     }
     for (int t = 0; t < T; t++) c->seqs[b->seq[t]].n_tokens = c->tok_slot[t] + 1;
+    if (seal_full_blocks(c, b) != 0) {
+        gw_set_err(err, errlen, "forward: sealing the filled KV blocks on the GPU failed");
+        return -1;
+    }
     return 0;
 }
 #endif

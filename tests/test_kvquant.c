@@ -10,7 +10,8 @@
  * its dequantized contents; copy-on-write of a shared sealed block leaves
  * the original intact; releasing sequences gives every block and open page
  * back; the bytes per token are what the format says; bad geometry is
- * refused. Attention over a sealed pool equals attention over an fp16 pool
+ * refused. A pool whose pages live on a device asks the device to seal,
+ * unseal and copy, so that contents follow their blocks. Attention over a sealed pool equals attention over an fp16 pool
  * holding the dequantized values (whole and split into partial ranges).
  *
  * Engine level, on SmolLM2: --kv-type f16 is the plain path bit for bit;
@@ -217,6 +218,87 @@ static void test_pool(int type) {
     gw_kv_seq_release(&p, &w);
     free(K);
     free(V);
+    gw_kv_pool_free(&p);
+}
+
+/* A pool whose pages live on a device (the CUDA engine's case), with a fake
+ * device that tracks one tag per open page and per sealed block: the pool
+ * must ask it to seal (in one request per batch of blocks), to unseal a
+ * block it reopens, and to copy pages or codes for copy-on-write, so that
+ * every block's contents follow it; and hand every open page back. */
+typedef struct {
+    int page[8], block[8];
+    int seal_calls, fail;
+} fake_dev;
+static int fd_seal(void *a, const int32_t *pages, const int32_t *blocks, int32_t n) {
+    fake_dev *d = a;
+    if (d->fail) return -1;
+    d->seal_calls++;
+    for (int32_t i = 0; i < n; i++) d->block[blocks[i]] = d->page[pages[i]];
+    return 0;
+}
+static int fd_unseal(void *a, int32_t block, int32_t page) {
+    fake_dev *d = a;
+    d->page[page] = d->block[block];
+    return d->fail ? -1 : 0;
+}
+static int fd_copy_page(void *a, int32_t dst, int32_t src) {
+    fake_dev *d = a;
+    d->page[dst] = d->page[src];
+    return 0;
+}
+static int fd_copy_block(void *a, int32_t dst, int32_t src) {
+    fake_dev *d = a;
+    d->block[dst] = d->block[src];
+    return 0;
+}
+
+static void test_external_pool(void) {
+    gw_kv_pool p, host;
+    fake_dev d = {{0}, {0}, 0, 0};
+    CHECK(gw_kv_pool_init_external(&p, L, H, D, BS, 8, GW_KV_INT4, 4) == 0);
+    CHECK(gw_kv_pool_init_typed(&host, L, H, D, BS, 8, GW_KV_INT4, 4) == 0);
+    p.dev = (gw_kv_device){&d, fd_copy_block, fd_copy_page, fd_seal, fd_unseal};
+    CHECK(p.external && p.kq == NULL && p.k == NULL && gw_kv_pool_bytes(&p) == 0);
+    CHECK(gw_kv_bytes_per_token(&p) == gw_kv_bytes_per_token(&host));
+    gw_kv_pool_free(&host);
+    gw_kv_seq s = {0};
+    CHECK(gw_kv_seq_reserve(&p, &s, 2 * BS + 10) == 0);
+    s.n_tokens = 2 * BS + 10;
+    CHECK(s.n_blocks == 3 && p.n_open_free == 1);
+    for (int i = 0; i < 3; i++) d.page[p.open[s.blocks[i]]] = 100 + i;
+    /* a failing device: nothing changes */
+    d.fail = 1;
+    CHECK(gw_kv_seal_blocks(&p, s.blocks, 2) == -1);
+    CHECK(!gw_kv_block_sealed(&p, s.blocks[0]) && p.n_open_free == 1);
+    d.fail = 0;
+    CHECK(gw_kv_seal_blocks(&p, s.blocks, 2) == 0);
+    CHECK(d.seal_calls == 1 && p.n_open_free == 3);
+    CHECK(gw_kv_block_sealed(&p, s.blocks[0]) && gw_kv_block_sealed(&p, s.blocks[1]));
+    CHECK(d.block[s.blocks[0]] == 100 && d.block[s.blocks[1]] == 101);
+    /* truncating into a sealed block and writing on unseals it */
+    gw_kv_seq_truncate(&p, &s, BS + 8);
+    CHECK(s.n_blocks == 2 && p.n_open_free == 4);
+    CHECK(gw_kv_seq_reserve(&p, &s, BS + 9) == 0);
+    CHECK(!gw_kv_block_sealed(&p, s.blocks[1]) && d.page[p.open[s.blocks[1]]] == 101);
+    /* copy-on-write of a shared sealed block: codes copied, then unsealed */
+    gw_kv_seq t = {0};
+    CHECK(gw_kv_seq_attach(&p, &t, s.blocks, 1) == 0);
+    gw_kv_seq_truncate(&p, &t, 30);
+    CHECK(gw_kv_seq_reserve(&p, &t, 31) == 0);
+    CHECK(t.blocks[0] != s.blocks[0] && gw_kv_block_sealed(&p, s.blocks[0]));
+    CHECK(!gw_kv_block_sealed(&p, t.blocks[0]) && d.block[t.blocks[0]] == 100 && d.page[p.open[t.blocks[0]]] == 100);
+    /* copy-on-write of a shared open block: the page is copied */
+    s.n_tokens = BS + 9;
+    gw_kv_block_ref(&p, s.blocks[1]);
+    const int32_t shared = s.blocks[1];
+    gw_kv_seq_truncate(&p, &s, BS + 5);
+    CHECK(gw_kv_seq_reserve(&p, &s, BS + 6) == 0);
+    CHECK(s.blocks[1] != shared && d.page[p.open[s.blocks[1]]] == 101 && p.open[s.blocks[1]] != p.open[shared]);
+    gw_kv_block_unref(&p, shared);
+    gw_kv_seq_release(&p, &s);
+    gw_kv_seq_release(&p, &t);
+    CHECK(p.n_free == p.n_blocks && p.n_open_free == p.max_open);
     gw_kv_pool_free(&p);
 }
 
@@ -429,6 +511,7 @@ int main(void) {
     test_geometry();
     test_pool(GW_KV_INT8);
     test_pool(GW_KV_INT4);
+    test_external_pool();
     test_attention_matches(GW_KV_INT8);
     test_attention_matches(GW_KV_INT4);
     test_engine();

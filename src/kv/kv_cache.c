@@ -19,10 +19,13 @@ static int quant_init(gw_kv_pool *p, int32_t max_open) {
     p->q_tile_bytes = (size_t)bs * D / (p->type == GW_KV_INT4 ? 2 : 1);
     p->kprm_tile = (size_t)bs / GW_KV_QGROUP * D * 2;
     p->vprm_tile = (size_t)bs * (D / GW_KV_QGROUP) * 2;
-    p->kq = malloc(tiles * p->q_tile_bytes);
-    p->vq = malloc(tiles * p->q_tile_bytes);
-    p->kprm = malloc(tiles * p->kprm_tile * sizeof(uint16_t));
-    p->vprm = malloc(tiles * p->vprm_tile * sizeof(uint16_t));
+    if (!p->external) {
+        p->kq = malloc(tiles * p->q_tile_bytes);
+        p->vq = malloc(tiles * p->q_tile_bytes);
+        p->kprm = malloc(tiles * p->kprm_tile * sizeof(uint16_t));
+        p->vprm = malloc(tiles * p->vprm_tile * sizeof(uint16_t));
+        if (!p->kq || !p->vq || !p->kprm || !p->vprm) return -1;
+    }
     p->open = malloc((size_t)p->n_blocks * sizeof(int32_t));
     if (max_open < 1) max_open = 1;
     if (max_open > p->n_blocks) max_open = p->n_blocks;
@@ -30,7 +33,7 @@ static int quant_init(gw_kv_pool *p, int32_t max_open) {
     p->open_k = calloc((size_t)max_open, sizeof(uint16_t *));
     p->open_v = calloc((size_t)max_open, sizeof(uint16_t *));
     p->open_free = malloc((size_t)max_open * sizeof(int32_t));
-    if (!p->kq || !p->vq || !p->kprm || !p->vprm || !p->open || !p->open_k || !p->open_v || !p->open_free) return -1;
+    if (!p->open || !p->open_k || !p->open_v || !p->open_free) return -1;
     for (int32_t b = 0; b < p->n_blocks; b++) p->open[b] = -1;
     for (int32_t i = 0; i < max_open; i++) p->open_free[i] = max_open - 1 - i;
     p->n_open_free = max_open;
@@ -46,9 +49,10 @@ static int pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, in
     p->block_size = block_size;
     p->n_blocks = n_blocks;
     p->type = type;
+    p->external = !host_pages;
     if (type != GW_KV_F16) {
         if (type != GW_KV_INT8 && type != GW_KV_INT4) return -1;
-        if (!host_pages || block_size % GW_KV_QGROUP || head_dim % GW_KV_QGROUP) return -1;
+        if (block_size % GW_KV_QGROUP || head_dim % GW_KV_QGROUP) return -1;
         if (quant_init(p, max_open) != 0) {
             gw_kv_pool_free(p);
             return -1;
@@ -89,12 +93,8 @@ int gw_kv_pool_init_typed(gw_kv_pool *p, int n_layer, int n_head_kv, int head_di
 }
 
 int gw_kv_pool_init_external(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
-                             int32_t n_blocks, int (*copy_block)(void *arg, int32_t dst, int32_t src),
-                             void *copy_arg) {
-    if (pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, false, GW_KV_F16, 0) != 0) return -1;
-    p->copy_block = copy_block;
-    p->copy_arg = copy_arg;
-    return 0;
+                             int32_t n_blocks, int type, int32_t max_open) {
+    return pool_init(p, n_layer, n_head_kv, head_dim, block_size, n_blocks, false, type, max_open);
 }
 
 void gw_kv_pool_free(gw_kv_pool *p) {
@@ -127,7 +127,8 @@ size_t gw_kv_bytes_per_token(const gw_kv_pool *p) {
 
 size_t gw_kv_pool_bytes(const gw_kv_pool *p) {
     size_t fp16_block = 2 * block_elems(p) * sizeof(uint16_t);
-    if (p->type == GW_KV_F16) return p->k ? (size_t)p->n_blocks * fp16_block : 0;
+    if (p->external) return 0;
+    if (p->type == GW_KV_F16) return (size_t)p->n_blocks * fp16_block;
     return (size_t)p->n_blocks * p->block_size * gw_kv_bytes_per_token(p) + (size_t)p->n_open_alloc * fp16_block;
 }
 
@@ -233,6 +234,7 @@ static int32_t block_alloc(gw_kv_pool *p) {
  * taking them cannot fail. -1 if fewer are left or out of memory. */
 static int open_pages_ready(gw_kv_pool *p, int32_t n) {
     if (n > p->n_open_free) return -1;
+    if (p->external) return 0; /* the device's pages exist from the start */
     const size_t bytes = block_elems(p) * sizeof(uint16_t);
     for (int32_t i = 0; i < n; i++) {
         int32_t o = p->open_free[p->n_open_free - 1 - i];
@@ -258,8 +260,14 @@ static int32_t open_page_take(gw_kv_pool *p, int32_t b) {
 }
 
 /* Reopens a sealed block: its slots dequantized into a fresh fp16 page. */
-static void block_reopen(gw_kv_pool *p, int32_t b) {
+static int block_reopen(gw_kv_pool *p, int32_t b) {
     open_page_take(p, b);
+    if (p->external) {
+        if (p->dev.unseal && p->dev.unseal(p->dev.arg, b, p->open[b]) == 0) return 0;
+        p->open_free[p->n_open_free++] = p->open[b]; /* still sealed */
+        p->open[b] = -1;
+        return -1;
+    }
     /* gw_kv_dequant_slots reads the codes, which stay where they are */
     int32_t o = p->open[b];
     p->open[b] = -1;
@@ -268,6 +276,7 @@ static void block_reopen(gw_kv_pool *p, int32_t b) {
             gw_kv_dequant_slots(p, b, l, h, 0, p->block_size, p->open_k[o] + gw_kv_tile(p, 0, l, h),
                                 p->open_v[o] + gw_kv_tile(p, 0, l, h));
     p->open[b] = o;
+    return 0;
 }
 
 /* Block dst (fresh) takes a copy of block src's contents, open or sealed;
@@ -279,7 +288,18 @@ static int block_copy(gw_kv_pool *p, int32_t dst, int32_t src) {
         memcpy(p->v + (size_t)dst * elems, p->v + (size_t)src * elems, elems * sizeof(uint16_t));
         return 0;
     }
-    if (!p->open) return p->copy_block ? p->copy_block(p->copy_arg, dst, src) : 0;
+    if (!p->open) return p->dev.copy_block ? p->dev.copy_block(p->dev.arg, dst, src) : 0;
+    if (p->external) {
+        if (p->open[src] >= 0) {
+            int32_t o = open_page_take(p, dst);
+            if (p->dev.copy_page && p->dev.copy_page(p->dev.arg, o, p->open[src]) == 0) return 0;
+            p->open_free[p->n_open_free++] = o;
+            p->open[dst] = -1;
+            return -1;
+        }
+        if (!p->dev.copy_block || p->dev.copy_block(p->dev.arg, dst, src) != 0) return -1;
+        return block_reopen(p, dst);
+    }
     if (p->open[src] >= 0) {
         int32_t o = open_page_take(p, dst), os = p->open[src];
         memcpy(p->open_k[o], p->open_k[os], block_elems(p) * sizeof(uint16_t));
@@ -293,8 +313,7 @@ static int block_copy(gw_kv_pool *p, int32_t dst, int32_t src) {
            tiles * p->kprm_tile * sizeof(uint16_t));
     memcpy(p->vprm + dst * tiles * p->vprm_tile, p->vprm + src * tiles * p->vprm_tile,
            tiles * p->vprm_tile * sizeof(uint16_t));
-    block_reopen(p, dst);
-    return 0;
+    return block_reopen(p, dst);
 }
 
 int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens) {
@@ -312,7 +331,7 @@ int gw_kv_seq_reserve(gw_kv_pool *p, gw_kv_seq *s, int32_t n_tokens) {
     if (extra > p->n_free) return -1;
     if (seq_grow(s, need) != 0) return -1;
     if (p->open && open_pages_ready(p, extra + (reopen ? 1 : 0)) != 0) return -1;
-    if (reopen) block_reopen(p, s->blocks[wb]);
+    if (reopen && block_reopen(p, s->blocks[wb]) != 0) return -1;
     if (cow) {
         int32_t old = s->blocks[wb], b = block_alloc(p);
         if (block_copy(p, b, old) != 0) {
@@ -395,8 +414,32 @@ static inline int get_code(const uint8_t *codes, int int4, size_t i) {
     return !int4 ? codes[i] : (codes[i / 2] >> (4 * (i % 2))) & 0x0f;
 }
 
+int gw_kv_seal_blocks(gw_kv_pool *p, const int32_t *blocks, int32_t n) {
+    if (!p->open || n <= 0) return 0;
+    if (!p->external) {
+        for (int32_t i = 0; i < n; i++) gw_kv_seal(p, blocks[i]);
+        return 0;
+    }
+    int32_t *pages = malloc(2 * (size_t)n * sizeof(int32_t)), *sealed = pages + n, m = 0;
+    if (!pages) return -1;
+    for (int32_t i = 0; i < n; i++)
+        if (p->open[blocks[i]] >= 0) pages[m] = p->open[blocks[i]], sealed[m++] = blocks[i];
+    int rc = m == 0 ? 0 : p->dev.seal ? p->dev.seal(p->dev.arg, pages, sealed, m) : -1;
+    if (rc == 0)
+        for (int32_t i = 0; i < m; i++) {
+            p->open_free[p->n_open_free++] = pages[i];
+            p->open[sealed[i]] = -1;
+        }
+    free(pages);
+    return rc;
+}
+
 void gw_kv_seal(gw_kv_pool *p, int32_t block) {
     if (!p->open || p->open[block] < 0) return;
+    if (p->external) {
+        gw_kv_seal_blocks(p, &block, 1);
+        return;
+    }
     const int bs = p->block_size, D = p->head_dim, G = GW_KV_QGROUP, int4 = p->type == GW_KV_INT4;
     const int qmax = int4 ? 15 : 255;
     float x[GW_KV_QGROUP];

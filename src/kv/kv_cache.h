@@ -48,6 +48,22 @@
 
 #define GW_KV_QGROUP 32 /* slots per key group, dimensions per value group */
 
+/* Pages held elsewhere (a GPU): the pool keeps the bookkeeping (block
+ * tables, references, which blocks are open in which page) and asks the
+ * device to move contents. Each returns 0 or -1. */
+typedef struct {
+    void *arg;
+    /* fp16/bf16 pools: block src's pages into block dst's; quantized pools:
+     * a sealed block's codes and parameters */
+    int (*copy_block)(void *arg, int32_t dst, int32_t src);
+    /* quantized pools: open page src into open page dst */
+    int (*copy_page)(void *arg, int32_t dst, int32_t src);
+    /* quantized pools: open page pages[i] quantized into block blocks[i] */
+    int (*seal)(void *arg, const int32_t *pages, const int32_t *blocks, int32_t n);
+    /* quantized pools: sealed block `block` dequantized into open page `page` */
+    int (*unseal)(void *arg, int32_t block, int32_t page);
+} gw_kv_device;
+
 typedef struct {
     int n_layer, n_head_kv, head_dim, block_size;
     int32_t n_blocks;
@@ -75,10 +91,10 @@ typedef struct {
      * cache, -1 to keep it (it still has cached children). NULL: never reclaim. */
     int (*evict)(void *arg, int32_t block);
     void *evict_arg;
-    /* Pages held elsewhere (a GPU): k and v are NULL and copy-on-write calls
-     * this to copy block src's contents to block dst. */
-    int (*copy_block)(void *arg, int32_t dst, int32_t src);
-    void *copy_arg;
+    /* Pages held elsewhere (a GPU): k, v, kq, vq, kprm, vprm and the open
+     * pages are not allocated here; the device moves contents. */
+    bool external;
+    gw_kv_device dev;
 } gw_kv_pool;
 
 typedef struct {
@@ -95,11 +111,12 @@ int gw_kv_pool_init(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int
  * quantized type with block_size or head_dim not a multiple of GW_KV_QGROUP. */
 int gw_kv_pool_init_typed(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
                           int32_t n_blocks, int type, int32_t max_open);
-/* Bookkeeping only (block tables, references, prefix-cache state): the pages
- * live on a device that owns them; copy_block copies one block there. */
+/* Bookkeeping only (block tables, references, prefix-cache state, open
+ * pages of quantized pools: max_open of them, numbered 0..max_open-1 as the
+ * device numbers its own): the pages live on a device that owns them, and
+ * p->dev (set by the caller, before the first reservation) moves contents there. */
 int gw_kv_pool_init_external(gw_kv_pool *p, int n_layer, int n_head_kv, int head_dim, int block_size,
-                             int32_t n_blocks, int (*copy_block)(void *arg, int32_t dst, int32_t src),
-                             void *copy_arg);
+                             int32_t n_blocks, int type, int32_t max_open);
 void gw_kv_pool_free(gw_kv_pool *p);
 /* Bytes of KV one cached token takes (sealed, for quantized pools: codes
  * plus its share of the scales and minimums). */
@@ -173,6 +190,9 @@ static inline bool gw_kv_block_sealed(const gw_kv_pool *p, int32_t block) {
 /* Quantizes an open block of a quantized pool and gives its fp16 page back;
  * nothing for fp16 pools and sealed blocks. */
 void gw_kv_seal(gw_kv_pool *p, int32_t block);
+/* The same for n blocks at once (one request to a device; on the host, as
+ * many gw_kv_seal calls). -1 if the device failed (the blocks stay open). */
+int gw_kv_seal_blocks(gw_kv_pool *p, const int32_t *blocks, int32_t n);
 /* Dequantizes slots [off, off + n) of a sealed (layer, head) tile to fp16,
  * into k and v laid out as a tile (keys dimension-major with block_size
  * slots per dimension, values slot-major): what attention reads. */

@@ -36,6 +36,7 @@ extern "C" {
 }
 #include "backend/cuda/attention_frag.cuh"
 #include "backend/cuda/gw_cuda.h"
+#include "backend/cuda/kv_quant.cuh"
 #include "backend/cuda/quant_decode.cuh"
 
 /* ------------------------------------------------------------------ harness */
@@ -769,7 +770,7 @@ struct Pages {
 };
 
 static gw_cuda_kv dev_kv(const Pages &pg, Dev &dk, Dev &dv) {
-    gw_cuda_kv kv;
+    gw_cuda_kv kv = {};
     kv.k = dk.as<uint16_t>() + pg.layer_off;
     kv.v = dv.as<uint16_t>() + pg.layer_off;
     kv.block_size = pg.BS, kv.n_kv_heads = pg.KV, kv.head_dim = pg.D, kv.block_stride = pg.block_stride;
@@ -1012,6 +1013,235 @@ static void test_decode(int D, int H, int KV, int BS, const std::vector<int> &le
     c.report(full);
 }
 
+/* ------------------------------------------------- quantized KV (KIVI) */
+
+/* The sealed side of a Pages (two layers per block, as Pages): codes and
+ * parameters for every block, on the device. */
+struct QuantPages {
+    int qt;
+    int64_t ctile, ptile, q_block_stride, p_block_stride;
+    Dev kq, vq, kp, vp;
+    QuantPages(const Pages &pg, int type)
+        : qt(type), ctile(gwkvq::code_tile_bytes(type, pg.BS, pg.D)), ptile(gwkvq::param_tile_pairs(pg.BS, pg.D)),
+          q_block_stride(2 * pg.KV * ctile), p_block_stride(2 * pg.KV * ptile),
+          kq((size_t)pg.n_blocks * q_block_stride), vq(kq.bytes), kp((size_t)pg.n_blocks * p_block_stride * 4),
+          vp(kp.bytes) {
+        kq.poison(), vq.poison(), kp.poison(), vp.poison();
+    }
+    /* the view of layer `layer` (pages dk/dv: the open pages) */
+    gw_cuda_kv view(const Pages &pg, Dev &dk, Dev &dv, int layer) {
+        gw_cuda_kv kv = dev_kv(pg, dk, dv);
+        kv.k = dk.as<uint16_t>() + layer * pg.layer_off, kv.v = dv.as<uint16_t>() + layer * pg.layer_off;
+        kv.type = qt;
+        kv.kq = kq.as<uint8_t>() + layer * pg.KV * ctile, kv.vq = vq.as<uint8_t>() + layer * pg.KV * ctile;
+        kv.kp = kp.as<uint32_t>() + layer * pg.KV * ptile, kv.vp = vp.as<uint32_t>() + layer * pg.KV * ptile;
+        kv.q_block_stride = q_block_stride, kv.p_block_stride = p_block_stride;
+        return kv;
+    }
+    /* Host copy of the sealed tiles' dequantized values (what attention must
+     * read), written into pg at block b for every layer and head. */
+    void dequant_into(Pages &pg, const std::vector<int32_t> &blocks) {
+        std::vector<uint8_t> hkq(kq.bytes), hvq(vq.bytes);
+        std::vector<uint32_t> hkp(kp.bytes / 4), hvp(vp.bytes / 4);
+        kq.down(hkq.data()), vq.down(hvq.data()), kp.down(hkp.data()), vp.down(hvp.data());
+        for (int32_t b : blocks)
+            for (int t = 0; t < 2 * pg.KV; t++) {
+                const size_t cq = (size_t)b * q_block_stride + t * ctile, cp = (size_t)b * p_block_stride + t * ptile;
+                for (int slot = 0; slot < pg.BS; slot++)
+                    for (int c = 0; c < pg.D / 8; c++) {
+                        uint4 k = qt == GW_CUDA_KV_INT8 ? gwkvq::deq_k8<GW_CUDA_KV_INT8>(&hkq[cq], &hkp[cp], pg.D, slot, c)
+                                                        : gwkvq::deq_k8<GW_CUDA_KV_INT4>(&hkq[cq], &hkp[cp], pg.D, slot, c);
+                        uint4 v = qt == GW_CUDA_KV_INT8 ? gwkvq::deq_v8<GW_CUDA_KV_INT8>(&hvq[cq], &hvp[cp], pg.D, slot, c)
+                                                        : gwkvq::deq_v8<GW_CUDA_KV_INT4>(&hvq[cq], &hvp[cp], pg.D, slot, c);
+                        const size_t at = (size_t)b * pg.block_stride + ((size_t)t * pg.BS + slot) * pg.D + 8 * c;
+                        memcpy(&pg.k[at], &k, 16);
+                        memcpy(&pg.v[at], &v, 16);
+                    }
+            }
+    }
+};
+
+static uint16_t f32_to_half_bits(float f) {
+    __half h = __float2half_rn(f);
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+
+/* gw_cuda_kv_seal against KIVI's definition: for every group, (scale, min)
+ * equal to fp16((max - min) / qmax) and fp16(min) of its bf16 values, and every
+ * dequantized value within half a step of what was stored (plus the rounding
+ * of the parameters to fp16 and of the value to bf16); then gw_cuda_kv_unseal writes exactly those dequantized values
+ * back into pages (and nothing else). */
+static void test_kv_seal(int qt, int BS, int KV, int D) {
+    char name[128];
+    snprintf(name, sizeof name, "kv_seal/unseal %s block %d heads %d dim %d", qt == GW_CUDA_KV_INT8 ? "int8" : "int4",
+             BS, KV, D);
+    if (!selected(name)) return;
+    const int nb = 4, n = 3, qmax = qt == GW_CUDA_KV_INT8 ? 255 : 15;
+    Pages pg(BS, KV, D, nb);
+    for (size_t i = 0; i < pg.k.size(); i++) {
+        /* keys with a few outlier channels (what per-channel scales are for), values plain */
+        const int d = (int)(i % D);
+        pg.k[i] = f2bf(rndu() * (d % 17 == 3 ? 20.0f : 1.0f));
+        pg.v[i] = f2bf(rndu());
+    }
+    for (int d = 0; d < D; d++) pg.k[pg.at(1, 0, 5, d) - pg.layer_off] = f2bf(0.25f); /* constant for slot 5 only */
+    const std::vector<int32_t> pages = {2, 0, 3}, blocks = {1, 3, 0}; /* page i -> block i */
+    Dev dk = upload(pg.k), dv = upload(pg.v), dpages = upload(pages), dblocks = upload(blocks);
+    QuantPages qp(pg, qt);
+    gw_cuda_kv kv0 = qp.view(pg, dk, dv, 0);
+    int rc = gw_cuda_kv_seal(&kv0, 2, dpages.as<int32_t>(), dblocks.as<int32_t>(), n, NULL);
+    if (!rc) rc = gw_cuda_sync(NULL);
+    if (rc) {
+        result(false, "%s: %s", name, gw_cuda_last_error());
+        return;
+    }
+    std::vector<uint32_t> hkp(qp.kp.bytes / 4), hvp(qp.vp.bytes / 4);
+    qp.kp.down(hkp.data()), qp.vp.down(hvp.data());
+    Pages deq = pg; /* dequantized values of the sealed blocks, at the block's own index */
+    qp.dequant_into(deq, blocks);
+    long long bad_prm = 0, bad_val = 0, n_val = 0;
+    double worst = 0;
+    const int G = gwkvq::G;
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < 2 * KV; t++) {
+            auto src_k = [&](int slot, int d) { return bf2f(pg.k[(size_t)pages[i] * pg.block_stride + ((size_t)t * BS + slot) * D + d]); };
+            auto src_v = [&](int slot, int d) { return bf2f(pg.v[(size_t)pages[i] * pg.block_stride + ((size_t)t * BS + slot) * D + d]); };
+            const size_t cp = (size_t)blocks[i] * qp.p_block_stride + t * qp.ptile;
+            auto check = [&](float x, uint32_t prm, float mn, float mx, uint16_t got) {
+                const uint16_t want_s = f32_to_half_bits((mx - mn) / qmax), want_m = f32_to_half_bits(mn);
+                bad_prm += prm != ((uint32_t)want_s | (uint32_t)want_m << 16);
+                const float sc = gwkvq::half_bits_f32(want_s);
+                /* half a step, plus the fp16 rounding of scale and minimum (at most
+                 * qmax/2 ulps of the scale: 1/8 step) and the bf16 rounding of the result */
+                const double err = fabs((double)bf2f(got) - x), tol = 0.625 * sc + fabs(x) / 256 + 1e-6;
+                bad_val += !(err <= tol);
+                worst = std::max(worst, err / (sc > 0 ? sc : 1));
+                n_val++;
+            };
+            for (int g = 0; g < BS / G; g++)
+                for (int d = 0; d < D; d++) {
+                    float mn = INFINITY, mx = -INFINITY;
+                    for (int s2 = 0; s2 < G; s2++) mn = std::min(mn, src_k(g * G + s2, d)), mx = std::max(mx, src_k(g * G + s2, d));
+                    for (int s2 = 0; s2 < G; s2++)
+                        check(src_k(g * G + s2, d), hkp[cp + (size_t)g * D + d], mn, mx,
+                              deq.k[(size_t)blocks[i] * pg.block_stride + ((size_t)t * BS + g * G + s2) * D + d]);
+                }
+            for (int slot = 0; slot < BS; slot++)
+                for (int g = 0; g < D / G; g++) {
+                    float mn = INFINITY, mx = -INFINITY;
+                    for (int j = 0; j < G; j++) mn = std::min(mn, src_v(slot, g * G + j)), mx = std::max(mx, src_v(slot, g * G + j));
+                    for (int j = 0; j < G; j++)
+                        check(src_v(slot, g * G + j), hvp[cp + (size_t)slot * (D / G) + g], mn, mx,
+                              deq.v[(size_t)blocks[i] * pg.block_stride + ((size_t)t * BS + slot) * D + g * G + j]);
+                }
+        }
+    /* unseal blocks 1 and 0 into pages 2 and 1: the dequantized values, other pages untouched */
+    const std::vector<int32_t> ub = {1, 0}, up = {2, 1};
+    Dev dub = upload(ub), dup = upload(up);
+    rc = gw_cuda_kv_unseal(&kv0, 2, dub.as<int32_t>(), dup.as<int32_t>(), 2, NULL);
+    if (!rc) rc = gw_cuda_sync(NULL);
+    std::vector<uint16_t> gk(pg.k.size()), gv(pg.v.size());
+    dk.down(gk.data()), dv.down(gv.data());
+    long long bad_un = 0;
+    for (int p = 0; p < nb; p++)
+        for (int64_t e = 0; e < pg.block_stride; e++) {
+            const size_t at = (size_t)p * pg.block_stride + e;
+            const int from = p == 2 ? 1 : p == 1 ? 0 : -1; /* block unsealed into page p */
+            const size_t want_at = from < 0 ? at : (size_t)from * pg.block_stride + e;
+            const uint16_t wk = from < 0 ? pg.k[at] : deq.k[want_at], wv = from < 0 ? pg.v[at] : deq.v[want_at];
+            bad_un += gk[at] != wk || gv[at] != wv;
+        }
+    result(rc == 0 && bad_prm == 0 && bad_val == 0 && bad_un == 0,
+           "%s: %lld of %lld params differ, %lld values off by more than half a step (worst %.3f steps), %lld page "
+           "elements differ after unseal %s",
+           name, bad_prm, n_val, bad_val, worst, bad_un, rc ? gw_cuda_last_error() : "");
+}
+
+/* Attention over a quantized cache: each sequence's blocks sealed except its
+ * last (open: bf16, named -1 - page in the table), against the reference on
+ * the values the sealed tiles dequantize to. */
+static void test_attention_quant(int qt, bool prefill, int D, int H, int KV, const std::vector<SeqSpec> &seqs,
+                                 int warps) {
+    const int BS = 32;
+    char name[256];
+    int nm = snprintf(name, sizeof name, "attention %s %s dim %d heads %d/%d warps %d seqs", prefill ? "prefill" : "decode",
+                      qt == GW_CUDA_KV_INT8 ? "int8" : "int4", D, H, KV, warps);
+    for (auto &s : seqs) nm += snprintf(name + nm, sizeof name - nm, " %d+%d", s.ctx, s.n_new);
+    if (!selected(name)) return;
+    AttnSetup a(BS, KV, D, seqs);
+    /* seal every block but each sequence's last: page b -> block b, same id */
+    std::vector<int32_t> sealed, open_tables = a.tables;
+    for (size_t s = 0; s < seqs.size(); s++) {
+        const int nbk = (a.kv_lens[s] + BS - 1) / BS;
+        for (int b = 0; b < nbk; b++) {
+            int32_t &e = open_tables[s * a.max_blocks + b];
+            if (b + 1 < nbk) sealed.push_back(e);
+            else e = -1 - e;
+        }
+    }
+    for (auto &x : a.pg.k) if (x == 0xFFFF) x = f2bf(0.0f); /* unwritten slots of sealed blocks: finite */
+    for (auto &x : a.pg.v) if (x == 0xFFFF) x = f2bf(0.0f);
+    Dev dk = upload(a.pg.k), dv = upload(a.pg.v);
+    QuantPages qp(a.pg, qt);
+    gw_cuda_kv kv0 = qp.view(a.pg, dk, dv, 0), kv = qp.view(a.pg, dk, dv, 1);
+    if (!sealed.empty()) {
+        Dev dsl = upload(sealed);
+        GW(gw_cuda_kv_seal(&kv0, 2, dsl.as<int32_t>(), dsl.as<int32_t>(), (int)sealed.size(), NULL), name);
+        GW(gw_cuda_sync(NULL), name);
+    }
+    /* poison the sealed blocks' bf16 pages: attention must not read them */
+    for (int32_t b : sealed) CK(cudaMemset(dk.as<uint16_t>() + (size_t)b * a.pg.block_stride, 0xFF, a.pg.block_stride * 2));
+    for (int32_t b : sealed) CK(cudaMemset(dv.as<uint16_t>() + (size_t)b * a.pg.block_stride, 0xFF, a.pg.block_stride * 2));
+    qp.dequant_into(a.pg, sealed); /* the reference reads what the codes say */
+    std::vector<int32_t> cu(1, 0);
+    int max_q = 0;
+    for (auto &s : seqs) cu.push_back(cu.back() + s.n_new), max_q = std::max(max_q, s.n_new);
+    const int T = cu.back(), S = (int)seqs.size();
+    const int64_t q_stride = (int64_t)H * D + 8, o_stride = (int64_t)H * D;
+    std::vector<uint16_t> q((size_t)T * q_stride);
+    for (auto &e : q) e = f2bf(rndu());
+    Dev dq = upload(q), dcu = upload(cu), dlen = upload(a.kv_lens), dtab = upload(open_tables),
+        dout((size_t)T * o_stride * 2);
+    dout.poison();
+    const float scale = 1.0f / sqrtf((float)D);
+    int rc;
+    if (prefill) {
+        gw_cuda_attention_tune(warps);
+        rc = gw_cuda_attention_prefill(&kv, dq.as<uint16_t>(), q_stride, dout.as<uint16_t>(), o_stride, S,
+                                       dcu.as<int32_t>(), dlen.as<int32_t>(), dtab.as<int32_t>(), a.max_blocks, max_q,
+                                       H, scale, NULL);
+        gw_cuda_attention_tune(0);
+    } else {
+        int max_len = 0;
+        for (int l : a.kv_lens) max_len = std::max(max_len, l);
+        const int splits = gw_cuda_attention_decode_splits(S, H, KV, max_len);
+        const size_t ws = gw_cuda_attention_decode_workspace(S, H, D, splits);
+        Dev dws(ws);
+        rc = gw_cuda_attention_decode(&kv, dq.as<uint16_t>(), q_stride, dout.as<uint16_t>(), o_stride, S,
+                                      dlen.as<int32_t>(), dtab.as<int32_t>(), a.max_blocks, H, scale, splits,
+                                      ws ? dws.p : NULL, ws, NULL);
+        if (!rc) rc = gw_cuda_sync(NULL);
+    }
+    GW(rc, name);
+    std::vector<uint16_t> out((size_t)T * o_stride);
+    dout.down(out.data());
+    Cmp c(1e-2, 1e-2);
+    std::vector<float> qf(D);
+    std::vector<double> ref;
+    const int Gq = H / KV;
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i < seqs[s].n_new; i++)
+            for (int h = 0; h < H; h++) {
+                const size_t row = (size_t)(cu[s] + i);
+                for (int d = 0; d < D; d++) qf[d] = bf2f(q[row * q_stride + (size_t)h * D + d]);
+                ref_attention(a, s, h / Gq, qf.data(), seqs[s].ctx + i + 1, scale, ref);
+                for (int d = 0; d < D; d++) c.add(bf2f(out[row * o_stride + (size_t)h * D + d]), ref[d]);
+            }
+    c.report(name);
+}
+
 /* ------------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
@@ -1120,6 +1350,17 @@ int main(int argc, char **argv) {
     test_decode(64, 16, 2, 64, {1, 700, 2049}, 5);
     test_decode(128, 40, 2, 16, {300, 64}, 4); /* group 20: two chunks of query heads */
     test_decode(64, 12, 2, 16, {129}, 1);      /* group 6 (Qwen2.5-1.5B) */
+
+    /* quantized KV pages: sealing, and attention over sealed + open pages */
+    for (int qt : {GW_CUDA_KV_INT8, GW_CUDA_KV_INT4}) {
+        test_kv_seal(qt, 32, 2, 128);
+        test_kv_seal(qt, 64, 3, 64);
+        test_attention_quant(qt, true, 128, 8, 2, {{0, 1}, {33, 17}, {250, 300}}, 4);
+        test_attention_quant(qt, true, 64, 8, 2, {{64, 17}, {7, 300}}, 2);
+        test_attention_quant(qt, true, 128, 8, 2, {{100, 200}}, 8);
+        test_attention_quant(qt, false, 128, 32, 8, {{0, 1}, {99, 1}, {g_small ? 700 : 5000, 1}}, 0);
+        test_attention_quant(qt, false, 64, 12, 2, {{128, 1}, {2048, 1}}, 0);
+    }
 
     printf("%d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;

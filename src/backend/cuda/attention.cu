@@ -40,10 +40,12 @@
  * kernel merges the splits (or, with one split, the CTA writes the output). */
 #include <math.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "backend/cuda/attention_frag.cuh"
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/kv_quant.cuh"
 
 namespace {
 
@@ -67,6 +69,10 @@ struct AttnParams {
     float scale_log2; /* softmax scale * log2(e): scores in the log2 domain */
     int n_splits, n_chunks;
     float *part_o, *part_lse;
+    /* quantized caches (gw_cuda.h): sealed tiles, dequantized by load_tile */
+    const uint8_t *kq, *vq;
+    const uint32_t *kp, *vp;
+    int64_t q_block_stride, p_block_stride;
 };
 
 /* ---- PTX wrappers ---- */
@@ -119,8 +125,8 @@ template <int D> __device__ __forceinline__ uint16_t *stage_v(uint16_t *smem, in
  * r0's and its shared address is r0's plus a constant (the address arithmetic
  * is most of this kernel family's integer work). */
 template <int D, int NTHREADS>
-__device__ __forceinline__ void load_tile(const AttnParams &p, const int32_t *table, int kvh, int kv0, int kv_end,
-                                          uint16_t *sK, uint16_t *sV) {
+__device__ __forceinline__ void load_tile_bf16(const AttnParams &p, const int32_t *table, int kvh, int kv0, int kv_end,
+                                               uint16_t *sK, uint16_t *sV) {
     constexpr int CH = D / 8, RPP = NTHREADS / CH, PASSES = BN / RPP;
     static_assert(NTHREADS % CH == 0 && RPP % 8 == 0 && BN % RPP == 0, "tile rows per pass");
     const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
@@ -147,6 +153,148 @@ __device__ __forceinline__ void load_tile(const AttnParams &p, const int32_t *ta
             cp_async16(dv0 + step, p.vc, 0);
         }
     }
+}
+
+/* ---- tiles of a quantized cache ----
+ *
+ * Sealed tiles are read in two steps, so that their loads stay asynchronous
+ * like the bf16 tiles' cp.async: tile j + 1's raw bytes (codes and
+ * parameters) are copied into a raw stage while tile j is computed on, and
+ * once they have arrived the whole CTA dequantizes them into the one bf16
+ * stage the math reads. kv0 is a multiple of 32 (tiles start at multiples of
+ * BN; decode splits too), so a tile is two key groups of 32 slots, each in one
+ * block; a sealed group's four pieces are contiguous in the block's tile (codes
+ * of slots [s, s + 32) are 32 rows of CB bytes, key parameters one row of D
+ * pairs, value parameters 32 rows of D/32 pairs), and land in the raw stage in
+ * that order. Rows of open pages (the last block of a sequence, the new
+ * tokens) are copied synchronously during the dequantization pass. */
+template <int D, int QT> struct RawTile {
+    static constexpr int CB = QT == GW_CUDA_KV_INT4 ? D / 2 : D; /* code bytes per row */
+    static constexpr int KC = 0, VC = 32 * CB, KP = 64 * CB, VP = 64 * CB + 4 * D; /* offsets in a group */
+    static constexpr int GROUP = 64 * CB + 8 * D;                                /* bytes per group */
+    static constexpr int BYTES = 2 * GROUP;                                      /* per stage (BN = 64) */
+    static_assert(BN == 64 && GROUP % 128 == 0, "raw stage layout");
+};
+
+/* Shared memory of a kernel's K/V stages, in bf16 elements: two bf16 stages;
+ * quantized caches one bf16 stage and two raw stages. */
+template <int D, int QT> __host__ __device__ constexpr int kv_smem_elems() {
+    if constexpr (QT == GW_CUDA_KV_BF16) return 4 * BN * D;
+    else return 2 * BN * D + RawTile<D, QT>::BYTES;
+}
+template <int D, int QT> __device__ __forceinline__ uint8_t *raw_stage(uint16_t *smem, int j) {
+    return (uint8_t *)(smem + 2 * BN * D) + (j & 1) * RawTile<D, QT>::BYTES;
+}
+
+/* Block and slot of a key. */
+__device__ __forceinline__ void key_block(const AttnParams &p, int key, int &bi, int &slot) {
+    if (p.bs_shift >= 0) {
+        bi = key >> p.bs_shift;
+        slot = key & (p.block_size - 1);
+    } else {
+        bi = key / p.block_size;
+        slot = key - bi * p.block_size;
+    }
+}
+
+/* The raw bytes of the sealed groups of keys [kv0, kv0 + BN) into raw stage `raw`. */
+template <int D, int NTHREADS, int QT>
+__device__ __forceinline__ void issue_raw(const AttnParams &p, const int32_t *table, int kvh, int kv0, int kv_end,
+                                          uint8_t *raw) {
+    using R = RawTile<D, QT>;
+    constexpr int CHUNKS = R::GROUP / 16, KCH = 2 * R::CB, PCH = D / 4; /* 16-byte chunks: per group, per code block, per param block */
+    const int64_t ctile = kvh * gwkvq::code_tile_bytes(QT, p.block_size, D);
+    const int64_t ptile = kvh * gwkvq::param_tile_pairs(p.block_size, D);
+#pragma unroll
+    for (int g = 0; g < 2; g++) {
+        const int gkey = kv0 + 32 * g;
+        if (gkey >= kv_end) continue; /* CTA-uniform */
+        int bi, slot0;
+        key_block(p, gkey, bi, slot0);
+        const int32_t e = table[bi];
+        if (e < 0) continue; /* open page: read in dequant_tile */
+        const uint8_t *kq = p.kq + (int64_t)e * p.q_block_stride + ctile + (int64_t)slot0 * R::CB;
+        const uint8_t *vq = p.vq + (int64_t)e * p.q_block_stride + ctile + (int64_t)slot0 * R::CB;
+        const uint32_t *kp = p.kp + (int64_t)e * p.p_block_stride + ptile + gwkvq::k_param_at(D, slot0, 0);
+        const uint32_t *vp = p.vp + (int64_t)e * p.p_block_stride + ptile + gwkvq::v_param_at(D, slot0, 0);
+        const uint32_t dst = smem_addr(raw + g * R::GROUP);
+        for (int w = threadIdx.x; w < CHUNKS; w += NTHREADS) {
+            const void *src = w < KCH           ? (const void *)(kq + 16 * w)
+                              : w < 2 * KCH       ? (const void *)(vq + 16 * (w - KCH))
+                              : w < 2 * KCH + PCH ? (const void *)(kp + 4 * (w - 2 * KCH))
+                                                  : (const void *)(vp + 4 * (w - 2 * KCH - PCH));
+            cp_async16(dst + 16 * w, src, 16);
+        }
+    }
+}
+
+/* Tile [kv0, kv0 + BN) into the bf16 stage sK / sV, from the raw stage (sealed
+ * groups) or the open pages; rows >= kv_end are zeros. The same (row, chunk)
+ * assignment and swizzle as load_tile_bf16. */
+template <int D, int NTHREADS, int QT>
+__device__ __forceinline__ void dequant_tile(const AttnParams &p, const int32_t *table, int kvh, int kv0, int kv_end,
+                                             const uint8_t *raw, uint16_t *sK, uint16_t *sV) {
+    using R = RawTile<D, QT>;
+    constexpr int CH = D / 8, RPP = NTHREADS / CH;
+    static_assert(NTHREADS % CH == 0 && RPP % 8 == 0 && BN % RPP == 0, "tile rows per pass");
+    constexpr int PG = 32 / RPP; /* passes per key group: this thread's rows r0 + k * RPP */
+    static_assert(32 % RPP == 0, "a pass stays in one key group");
+    const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
+#pragma unroll
+    for (int g = 0; g < 2; g++) {
+        const int gkey = kv0 + 32 * g;
+        int bi, slot0;
+        key_block(p, gkey, bi, slot0);
+        const int32_t e = gkey < kv_end ? table[bi] : 0;
+        const uint8_t *base = raw + g * R::GROUP;
+        gwkvq::KPrm8 kp;
+        if (gkey < kv_end && e >= 0) kp = gwkvq::load_kprm8((const uint32_t *)(base + R::KP), c); /* once per group */
+#pragma unroll
+        for (int k = g * PG; k < (g + 1) * PG; k++) {
+            const int row = r0 + k * RPP, rr = row & 31, key = kv0 + row;
+            uint4 kk = make_uint4(0, 0, 0, 0), vv = kk;
+            if (key < kv_end) {
+                if (e >= 0) {
+                    kk = gwkvq::deq_k8_raw<QT>(gwkvq::load_codes8<QT>(base + R::KC, D, rr, c), kp);
+                    vv = gwkvq::deq_v8_raw<QT>(gwkvq::load_codes8<QT>(base + R::VC, D, rr, c),
+                                               gwkvq::prm_f(((const uint32_t *)(base + R::VP))[gwkvq::v_param_at(D, rr, c)]));
+                } else {
+                    const int64_t off = (-1 - (int64_t)e) * p.block_stride +
+                                        ((int64_t)kvh * p.block_size + slot0 + rr) * D + c * 8;
+                    kk = *(const uint4 *)(p.kc + off);
+                    vv = *(const uint4 *)(p.vc + off);
+                }
+            }
+            *(uint4 *)(sK + swz<D>(row, c)) = kk;
+            *(uint4 *)(sV + swz<D>(row, c)) = vv;
+        }
+    }
+}
+
+/* The kernels' view of the stages. fetch_tile issues tile j's copies (stage
+ * j % 2); after they have arrived and a barrier, finish_tile (all threads)
+ * makes its bf16 tile, at tile_k / tile_v. */
+template <int D, int NTHREADS, int QT>
+__device__ __forceinline__ void fetch_tile(const AttnParams &p, const int32_t *table, int kvh, int kv0, int kv_end,
+                                           uint16_t *smem, int j) {
+    if constexpr (QT == GW_CUDA_KV_BF16)
+        load_tile_bf16<D, NTHREADS>(p, table, kvh, kv0, kv_end, stage_k<D>(smem, j), stage_v<D>(smem, j));
+    else issue_raw<D, NTHREADS, QT>(p, table, kvh, kv0, kv_end, raw_stage<D, QT>(smem, j));
+}
+template <int D, int NTHREADS, int QT>
+__device__ __forceinline__ void finish_tile(const AttnParams &p, const int32_t *table, int kvh, int kv0, int kv_end,
+                                            uint16_t *smem, int j) {
+    if constexpr (QT != GW_CUDA_KV_BF16) {
+        dequant_tile<D, NTHREADS, QT>(p, table, kvh, kv0, kv_end, raw_stage<D, QT>(smem, j), stage_k<D>(smem, 0),
+                                      stage_v<D>(smem, 0));
+        __syncthreads();
+    }
+}
+template <int D, int QT> __device__ __forceinline__ uint16_t *tile_k(uint16_t *smem, int j) {
+    return stage_k<D>(smem, QT == GW_CUDA_KV_BF16 ? j : 0);
+}
+template <int D, int QT> __device__ __forceinline__ uint16_t *tile_v(uint16_t *smem, int j) {
+    return stage_v<D>(smem, QT == GW_CUDA_KV_BF16 ? j : 0);
 }
 
 /* A fragments of 16 query rows x D: rows g (q0) and g + 8 (q1); NULL rows are zero. */
@@ -261,7 +409,7 @@ __device__ __forceinline__ float quad_sum(float v) {
 /* With 4 warps, 3 CTAs per SM (12 warps): the register budget is then 168 per
  * thread (171 unbounded, which allowed only 2 CTAs and left the SM waiting on
  * latencies: ncu, 2026-12-02). */
-template <int D, int WARPS>
+template <int D, int WARPS, int QT>
 __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_kernel(const AttnParams p) {
     constexpr int BM = 16 * WARPS, NT = 32 * WARPS, NJ = BN / 8;
     extern __shared__ __align__(128) uint16_t smem[];
@@ -280,7 +428,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_k
     const int last_row = min(n_new, (qt + 1) * BM) - 1;
     const int kv_hi = ctx + last_row + 1;
     const int n_tiles = (kv_hi + BN - 1) / BN;
-    load_tile<D, NT>(p, table, kvh, 0, kv_hi, stage_k<D>(smem, 0), stage_v<D>(smem, 0));
+    fetch_tile<D, NT, QT>(p, table, kvh, 0, kv_hi, smem, 0);
     cp_async_commit();
 
     const int wrow = qt * BM + 16 * warp; /* the warp's first row */
@@ -300,7 +448,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_k
 
     for (int j = 0; j < n_tiles; j++) {
         if (j + 1 < n_tiles) {
-            load_tile<D, NT>(p, table, kvh, (j + 1) * BN, kv_hi, stage_k<D>(smem, j + 1), stage_v<D>(smem, j + 1));
+            fetch_tile<D, NT, QT>(p, table, kvh, (j + 1) * BN, kv_hi, smem, j + 1);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -308,9 +456,10 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_k
         }
         __syncthreads();
         const int kv0 = j * BN;
+        finish_tile<D, NT, QT>(p, table, kvh, kv0, kv_hi, smem, j);
         if (warp_active && kv0 <= warp_last_key) { /* warp-uniform */
             float s[NJ][4];
-            qk<D, NJ>(qf, stage_k<D>(smem, j), 0, s);
+            qk<D, NJ>(qf, tile_k<D, QT>(smem, j), 0, s);
             const bool need_mask = kv0 + BN - 1 > ctx + wrow; /* crosses some row's last key */
 #pragma unroll
             for (int jn = 0; jn < NJ; jn++)
@@ -321,7 +470,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_k
                     s[jn][e] = v;
                 }
             softmax_update<NJ, D / 8>(s, m, l, o);
-            pv<D, NJ>(s, stage_v<D>(smem, j), 0, o);
+            pv<D, NJ>(s, tile_v<D, QT>(smem, j), 0, o);
         }
         __syncthreads(); /* the stage is overwritten by the next iteration's load */
     }
@@ -344,11 +493,11 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1) attn_prefill_k
  * S 2 x 32 floats; Q is read back from shared memory (ldmatrix) at each k-step
  * rather than held (it would not fit beside them). Selected with
  * gw_cuda_attention_tune(2); otherwise the same contract as attn_prefill_kernel. */
-template <int D>
+template <int D, int QT>
 __global__ void __launch_bounds__(128, 2) attn_prefill_mt2_kernel(const AttnParams p) {
     constexpr int WARPS = 4, MT = 2, BM = 16 * MT * WARPS, NT = 32 * WARPS, NJ = BN / 8, CH = D / 8;
     extern __shared__ __align__(128) uint16_t smem[];
-    uint16_t *sQ = smem + 4 * BN * D; /* after the two K/V stages */
+    uint16_t *sQ = smem + kv_smem_elems<D, QT>(); /* after the K/V stages */
 
     const int h = blockIdx.x, seq = blockIdx.z;
     const int qt = gridDim.y - 1 - blockIdx.y;
@@ -370,7 +519,7 @@ __global__ void __launch_bounds__(128, 2) attn_prefill_mt2_kernel(const AttnPara
         if (row < n_new) cp_async16(dst, p.q + (int64_t)(q_begin + row) * p.q_stride + (int64_t)h * D + c * 8, 16);
         else cp_async16(dst, p.q, 0);
     }
-    load_tile<D, NT>(p, table, kvh, 0, kv_hi, stage_k<D>(smem, 0), stage_v<D>(smem, 0));
+    fetch_tile<D, NT, QT>(p, table, kvh, 0, kv_hi, smem, 0);
     cp_async_commit();
 
     const int wrow = qt * BM + 16 * MT * warp; /* the warp's first row */
@@ -396,7 +545,7 @@ __global__ void __launch_bounds__(128, 2) attn_prefill_mt2_kernel(const AttnPara
 
     for (int j = 0; j < n_tiles; j++) {
         if (j + 1 < n_tiles) {
-            load_tile<D, NT>(p, table, kvh, (j + 1) * BN, kv_hi, stage_k<D>(smem, j + 1), stage_v<D>(smem, j + 1));
+            fetch_tile<D, NT, QT>(p, table, kvh, (j + 1) * BN, kv_hi, smem, j + 1);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -404,8 +553,9 @@ __global__ void __launch_bounds__(128, 2) attn_prefill_mt2_kernel(const AttnPara
         }
         __syncthreads();
         const int kv0 = j * BN;
+        finish_tile<D, NT, QT>(p, table, kvh, kv0, kv_hi, smem, j);
         if (warp_active && kv0 <= warp_last_key) { /* warp-uniform */
-            const uint16_t *sK = stage_k<D>(smem, j), *sV = stage_v<D>(smem, j);
+            const uint16_t *sK = tile_k<D, QT>(smem, j), *sV = tile_v<D, QT>(smem, j);
             float sc[MT][NJ][4];
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
@@ -489,7 +639,7 @@ __global__ void __launch_bounds__(128, 2) attn_prefill_mt2_kernel(const AttnPara
 
 constexpr int DEC_WARPS = 4; /* x 16 keys = BN */
 
-template <int D>
+template <int D, int QT>
 __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(const AttnParams p) {
     constexpr int NT = 32 * DEC_WARPS, NJ = 2; /* each warp: 16 keys of the tile */
     extern __shared__ __align__(128) uint16_t smem[];
@@ -513,24 +663,25 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(const AttnP
 
     if (s0 < s1) { /* CTA-uniform */
         const int n_tiles = (s1 - s0 + BN - 1) / BN;
-        load_tile<D, NT>(p, table, kvh, s0, s1, stage_k<D>(smem, 0), stage_v<D>(smem, 0));
+        fetch_tile<D, NT, QT>(p, table, kvh, s0, s1, smem, 0);
         cp_async_commit();
         const uint16_t *qs = p.q + (int64_t)seq * p.q_stride + (int64_t)kvh * p.group * D;
         uint32_t qf[D / 16][4];
         load_q<D>(qf, r0 < p.group ? qs + (int64_t)r0 * D : nullptr, r1 < p.group ? qs + (int64_t)r1 * D : nullptr);
         for (int j = 0; j < n_tiles; j++) {
             if (j + 1 < n_tiles) {
-                load_tile<D, NT>(p, table, kvh, s0 + (j + 1) * BN, s1, stage_k<D>(smem, j + 1), stage_v<D>(smem, j + 1));
+                fetch_tile<D, NT, QT>(p, table, kvh, s0 + (j + 1) * BN, s1, smem, j + 1);
                 cp_async_commit();
                 cp_async_wait<1>();
             } else {
                 cp_async_wait<0>();
             }
             __syncthreads();
+            finish_tile<D, NT, QT>(p, table, kvh, s0 + j * BN, s1, smem, j);
             const int kv0 = s0 + j * BN + 16 * warp; /* this warp's first key */
             if (kv0 < s1) {
                 float s[NJ][4];
-                qk<D, NJ>(qf, stage_k<D>(smem, j), 16 * warp, s);
+                qk<D, NJ>(qf, tile_k<D, QT>(smem, j), 16 * warp, s);
 #pragma unroll
                 for (int jn = 0; jn < NJ; jn++)
 #pragma unroll
@@ -540,7 +691,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(const AttnP
                         s[jn][e] = v;
                     }
                 softmax_update<NJ, D / 8>(s, m, l, o);
-                pv<D, NJ>(s, stage_v<D>(smem, j), 16 * warp, o);
+                pv<D, NJ>(s, tile_v<D, QT>(smem, j), 16 * warp, o);
             }
             __syncthreads();
         }
@@ -630,35 +781,36 @@ template <auto kernel> int set_smem(size_t bytes, const char *what) {
     return GW_CUDA_OK;
 }
 
-template <int D, int WARPS> int launch_prefill(const AttnParams &p, int n_seqs, int max_q_len, cudaStream_t s) {
-    const size_t smem = 4 * BN * D * sizeof(uint16_t);
-    int rc = set_smem<attn_prefill_kernel<D, WARPS>>(smem, "attention_prefill");
+template <int D, int WARPS, int QT> int launch_prefill(const AttnParams &p, int n_seqs, int max_q_len, cudaStream_t s) {
+    const size_t smem = kv_smem_elems<D, QT>() * sizeof(uint16_t);
+    int rc = set_smem<attn_prefill_kernel<D, WARPS, QT>>(smem, "attention_prefill");
     if (rc) return rc;
     const int tiles = (max_q_len + 16 * WARPS - 1) / (16 * WARPS);
     if (tiles > 65535 || n_seqs > 65535)
         return gw_cuda_fail(GW_CUDA_ERR_ARG, "attention_prefill: %d query tiles x %d sequences is too many", tiles,
                             n_seqs);
-    attn_prefill_kernel<D, WARPS><<<dim3(p.n_heads, tiles, n_seqs), 32 * WARPS, smem, s>>>(p);
+    attn_prefill_kernel<D, WARPS, QT><<<dim3(p.n_heads, tiles, n_seqs), 32 * WARPS, smem, s>>>(p);
     return gw_cuda_check_launch("attention_prefill");
 }
 
-template <int D> int launch_prefill_mt2(const AttnParams &p, int n_seqs, int max_q_len, cudaStream_t s) {
-    const size_t smem = (4 * BN + 128) * D * sizeof(uint16_t); /* two K/V stages + the Q tile */
-    int rc = set_smem<attn_prefill_mt2_kernel<D>>(smem, "attention_prefill");
+template <int D, int QT> int launch_prefill_mt2(const AttnParams &p, int n_seqs, int max_q_len, cudaStream_t s) {
+    const size_t smem = (kv_smem_elems<D, QT>() + 128 * D) * sizeof(uint16_t); /* K/V stages + the Q tile */
+    int rc = set_smem<attn_prefill_mt2_kernel<D, QT>>(smem, "attention_prefill");
     if (rc) return rc;
     const int tiles = (max_q_len + 127) / 128;
     if (tiles > 65535 || n_seqs > 65535)
         return gw_cuda_fail(GW_CUDA_ERR_ARG, "attention_prefill: %d query tiles x %d sequences is too many", tiles,
                             n_seqs);
-    attn_prefill_mt2_kernel<D><<<dim3(p.n_heads, tiles, n_seqs), 128, smem, s>>>(p);
+    attn_prefill_mt2_kernel<D, QT><<<dim3(p.n_heads, tiles, n_seqs), 128, smem, s>>>(p);
     return gw_cuda_check_launch("attention_prefill");
 }
 
-template <int D> int launch_decode(const AttnParams &p, int n_kv_heads, int n_seqs, cudaStream_t s) {
-    const size_t smem = 4 * BN * D * sizeof(uint16_t);
-    int rc = set_smem<attn_decode_kernel<D>>(smem, "attention_decode");
+template <int D, int QT> int launch_decode(const AttnParams &p, int n_kv_heads, int n_seqs, cudaStream_t s) {
+    /* the stages, and at the end the warps' partial outputs (DEC_WARPS x 16 x D floats) */
+    const size_t smem = std::max<size_t>(kv_smem_elems<D, QT>() * sizeof(uint16_t), DEC_WARPS * 16 * D * sizeof(float));
+    int rc = set_smem<attn_decode_kernel<D, QT>>(smem, "attention_decode");
     if (rc) return rc;
-    attn_decode_kernel<D><<<dim3(n_kv_heads * p.n_chunks, p.n_splits, n_seqs), 32 * DEC_WARPS, smem, s>>>(p);
+    attn_decode_kernel<D, QT><<<dim3(n_kv_heads * p.n_chunks, p.n_splits, n_seqs), 32 * DEC_WARPS, smem, s>>>(p);
     if ((rc = gw_cuda_check_launch("attention_decode"))) return rc;
     if (p.n_splits > 1) {
         attn_merge_kernel<D><<<dim3(p.n_heads, n_seqs), D, 0, s>>>(p.part_o, p.part_lse, p.out, p.o_stride,
@@ -666,6 +818,21 @@ template <int D> int launch_decode(const AttnParams &p, int n_kv_heads, int n_se
         return gw_cuda_check_launch("attention_merge");
     }
     return GW_CUDA_OK;
+}
+
+template <int QT> int dispatch_prefill(const AttnParams &p, int D, int warps, int n_seqs, int max_q_len, cudaStream_t s) {
+    if (warps == 2)
+        return D == 64 ? launch_prefill_mt2<64, QT>(p, n_seqs, max_q_len, s) : launch_prefill_mt2<128, QT>(p, n_seqs, max_q_len, s);
+    if (D == 64)
+        return warps == 8 ? launch_prefill<64, 8, QT>(p, n_seqs, max_q_len, s) : launch_prefill<64, 4, QT>(p, n_seqs, max_q_len, s);
+    return warps == 8 ? launch_prefill<128, 8, QT>(p, n_seqs, max_q_len, s) : launch_prefill<128, 4, QT>(p, n_seqs, max_q_len, s);
+}
+
+/* The quantized cache's arrays into the kernel parameters. */
+void set_quant(AttnParams &p, const gw_cuda_kv *kv) {
+    if (kv->type == GW_CUDA_KV_BF16) return;
+    p.kq = kv->kq, p.vq = kv->vq, p.kp = kv->kp, p.vp = kv->vp;
+    p.q_block_stride = kv->q_block_stride, p.p_block_stride = kv->p_block_stride;
 }
 
 int block_shift(int block_size) {
@@ -710,6 +877,7 @@ extern "C" int gw_cuda_attention_prefill(const gw_cuda_kv *kv, const uint16_t *q
     p.q = q, p.q_stride = q_stride, p.out = out, p.o_stride = o_stride;
     p.kc = kv->k, p.vc = kv->v, p.block_stride = kv->block_stride, p.block_size = kv->block_size;
     p.bs_shift = block_shift(kv->block_size);
+    set_quant(p, kv);
     p.cu_q = cu_seqlens_q, p.kv_lens = kv_lens, p.tables = block_tables, p.bt_stride = block_table_stride;
     p.n_heads = n_heads, p.group = n_heads / kv->n_kv_heads, p.scale_log2 = scale * kLog2e;
     int warps = g_prefill_warps;
@@ -731,12 +899,9 @@ extern "C" int gw_cuda_attention_prefill(const gw_cuda_kv *kv, const uint16_t *q
         warps = mt2_ctas >= 4 * (int64_t)sms ? 2 : 4;
     }
     cudaStream_t s = GW_STREAM(stream);
-    if (warps == 2)
-        return kv->head_dim == 64 ? launch_prefill_mt2<64>(p, n_seqs, max_q_len, s)
-                                  : launch_prefill_mt2<128>(p, n_seqs, max_q_len, s);
-    if (kv->head_dim == 64)
-        return warps == 8 ? launch_prefill<64, 8>(p, n_seqs, max_q_len, s) : launch_prefill<64, 4>(p, n_seqs, max_q_len, s);
-    return warps == 8 ? launch_prefill<128, 8>(p, n_seqs, max_q_len, s) : launch_prefill<128, 4>(p, n_seqs, max_q_len, s);
+    if (kv->type == GW_CUDA_KV_INT8) return dispatch_prefill<GW_CUDA_KV_INT8>(p, kv->head_dim, warps, n_seqs, max_q_len, s);
+    if (kv->type == GW_CUDA_KV_INT4) return dispatch_prefill<GW_CUDA_KV_INT4>(p, kv->head_dim, warps, n_seqs, max_q_len, s);
+    return dispatch_prefill<GW_CUDA_KV_BF16>(p, kv->head_dim, warps, n_seqs, max_q_len, s);
 }
 
 extern "C" int gw_cuda_attention_decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_kv_len) {
@@ -779,12 +944,19 @@ extern "C" int gw_cuda_attention_decode(const gw_cuda_kv *kv, const uint16_t *q,
     p.q = q, p.q_stride = q_stride, p.out = out, p.o_stride = o_stride;
     p.kc = kv->k, p.vc = kv->v, p.block_stride = kv->block_stride, p.block_size = kv->block_size;
     p.bs_shift = block_shift(kv->block_size);
+    set_quant(p, kv);
     p.kv_lens = kv_lens, p.tables = block_tables, p.bt_stride = block_table_stride;
     p.n_heads = n_heads, p.group = n_heads / kv->n_kv_heads, p.scale_log2 = scale * kLog2e;
     p.n_splits = n_splits, p.n_chunks = (p.group + 15) / 16;
     p.part_o = (float *)workspace;
     p.part_lse = p.part_o ? p.part_o + (size_t)n_seqs * n_heads * n_splits * kv->head_dim : nullptr;
     cudaStream_t s = GW_STREAM(stream);
-    if (kv->head_dim == 64) return launch_decode<64>(p, kv->n_kv_heads, n_seqs, s);
-    return launch_decode<128>(p, kv->n_kv_heads, n_seqs, s);
+    if (kv->type == GW_CUDA_KV_INT8)
+        return kv->head_dim == 64 ? launch_decode<64, GW_CUDA_KV_INT8>(p, kv->n_kv_heads, n_seqs, s)
+                                  : launch_decode<128, GW_CUDA_KV_INT8>(p, kv->n_kv_heads, n_seqs, s);
+    if (kv->type == GW_CUDA_KV_INT4)
+        return kv->head_dim == 64 ? launch_decode<64, GW_CUDA_KV_INT4>(p, kv->n_kv_heads, n_seqs, s)
+                                  : launch_decode<128, GW_CUDA_KV_INT4>(p, kv->n_kv_heads, n_seqs, s);
+    return kv->head_dim == 64 ? launch_decode<64, GW_CUDA_KV_BF16>(p, kv->n_kv_heads, n_seqs, s)
+                              : launch_decode<128, GW_CUDA_KV_BF16>(p, kv->n_kv_heads, n_seqs, s);
 }

@@ -89,9 +89,18 @@ struct gw_cuda_engine {
     float *output_norm, *inv_freq;
     dlayer *layers;
     size_t weight_bytes;
-    /* KV pages: [block][layer][kv head][slot][d], bf16 */
+    /* KV pages: [block][layer][kv head][slot][d], bf16; for a quantized cache
+     * (kv_type GW_CUDA_KV_INT8/INT4) these are the max_open open pages, and
+     * sealed blocks are codes and parameters (gw_cuda.h's layout, all layers
+     * of a block together) */
     uint16_t *k, *v;
     int64_t block_stride;
+    int kv_type;
+    int32_t max_open;
+    uint8_t *kq, *vq;
+    uint32_t *kp, *vp;
+    int64_t q_block_stride, p_block_stride;
+    int32_t *seal_d;     /* device lists of pages and blocks to seal or unseal */
     size_t kv_bytes;
     /* activations, for n_batch tokens */
     float *x, *delta, *qkv, *gu;
@@ -244,7 +253,8 @@ void gw_cuda_engine_free(gw_cuda_engine *e) {
     }
     if (e->output.d && e->output.d != e->tok_embd.d) gw_cuda_free(e->output.d);
     void *ps[] = {e->tok_embd.d, e->output_norm, e->inv_freq, e->k, e->v, e->x, e->delta, e->qkv, e->gu,
-                  e->xn, e->qb, e->att, e->act, e->wdq, e->logits, e->ws, e->stage_d};
+                  e->xn, e->qb, e->att, e->act, e->wdq, e->logits, e->ws, e->stage_d,
+                  e->kq, e->vq, e->kp, e->vp, e->seal_d};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
         if (ps[i]) gw_cuda_free(ps[i]);
     gw_cuda_host_free(e->stage_h);
@@ -256,7 +266,7 @@ void gw_cuda_engine_free(gw_cuda_engine *e) {
 }
 
 gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int32_t n_blocks, int block_size,
-                                   int n_batch, char *err, size_t errlen) {
+                                   int n_batch, int kv_type, int32_t max_open, char *err, size_t errlen) {
     const int E = m->n_embd, H = m->n_head, KV = m->n_head_kv, D = m->head_dim, F = m->n_ff;
     const size_t qd = (size_t)H * D, kvd = (size_t)KV * D, B = (size_t)n_batch;
     if (D != 64 && D != 128) {
@@ -287,7 +297,21 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
     if (any_dequant) wdq_elems = max_mat > out_mat ? out_mat : max_mat;
     if (wdq_elems < (size_t)64 * m->output.cols) wdq_elems = (size_t)64 * m->output.cols;
     const int64_t block_stride = (int64_t)m->n_layer * KV * block_size * D;
-    const size_t kv_bytes = 2 * (size_t)n_blocks * block_stride * sizeof(uint16_t);
+    const bool quant = kv_type != GW_CUDA_KV_BF16;
+    if (quant && (block_size % 32 || D % 32 || max_open < 1)) {
+        gw_set_err(err, errlen, "CUDA backend: a quantized KV cache needs a block size multiple of 32 (got %d)",
+                   block_size);
+        return NULL;
+    }
+    if (!quant) max_open = 0;
+    if (max_open > n_blocks) max_open = n_blocks;
+    /* per block, all layers: codes (K and V) and (scale, min) pairs (K and V) */
+    const int64_t tiles = (int64_t)m->n_layer * KV;
+    const int64_t q_block_stride = quant ? tiles * block_size * D / (kv_type == GW_CUDA_KV_INT4 ? 2 : 1) : 0;
+    const int64_t p_block_stride = quant ? tiles * block_size * D / 32 : 0;
+    const size_t page_bytes = 2 * (size_t)block_stride * sizeof(uint16_t);
+    const size_t kv_bytes = quant ? (size_t)n_blocks * 2 * (q_block_stride + 4 * p_block_stride) + (size_t)max_open * page_bytes
+                                  : (size_t)n_blocks * page_bytes;
     const size_t act = B * E * (4 + 4 + 2) + B * (qd + 2 * kvd) * 4 + B * qd * 2 * 2 + B * F * (8 + 2);
     const size_t need = weights + kv_bytes + act + wdq_elems * 2 + (64u << 20) /* cuBLASLt, logits, misc */;
     char cerr[512];
@@ -310,6 +334,10 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
     e->block_size = block_size;
     e->n_blocks = n_blocks;
     e->block_stride = block_stride;
+    e->kv_type = kv_type;
+    e->max_open = max_open;
+    e->q_block_stride = q_block_stride;
+    e->p_block_stride = p_block_stride;
     e->kv_bytes = kv_bytes;
     e->weight_bytes = weights;
     const char *g = getenv("GODWIT_CUDA_GRAPHS");
@@ -366,10 +394,25 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
 
     /* KV pages (zeroed: a page is only read where it was written, but garbage
      * NaNs would survive a masked-out multiply by zero) and activations */
-    CK(gw_cuda_malloc((void **)&e->k, kv_bytes / 2));
-    CK(gw_cuda_malloc((void **)&e->v, kv_bytes / 2));
-    CK(gw_cuda_memset(e->k, 0, kv_bytes / 2, NULL));
-    CK(gw_cuda_memset(e->v, 0, kv_bytes / 2, NULL));
+    {
+        const size_t pages = (size_t)(quant ? max_open : n_blocks) * page_bytes / 2;
+        CK(gw_cuda_malloc((void **)&e->k, pages));
+        CK(gw_cuda_malloc((void **)&e->v, pages));
+        CK(gw_cuda_memset(e->k, 0, pages, NULL));
+        CK(gw_cuda_memset(e->v, 0, pages, NULL));
+    }
+    if (quant) {
+        const size_t codes = (size_t)n_blocks * q_block_stride, prms = (size_t)n_blocks * p_block_stride * 4;
+        CK(gw_cuda_malloc((void **)&e->kq, codes));
+        CK(gw_cuda_malloc((void **)&e->vq, codes));
+        CK(gw_cuda_malloc((void **)&e->kp, prms));
+        CK(gw_cuda_malloc((void **)&e->vp, prms));
+        CK(gw_cuda_memset(e->kq, 0, codes, NULL));
+        CK(gw_cuda_memset(e->vq, 0, codes, NULL));
+        CK(gw_cuda_memset(e->kp, 0, prms, NULL));
+        CK(gw_cuda_memset(e->vp, 0, prms, NULL));
+        CK(gw_cuda_malloc((void **)&e->seal_d, 2 * (size_t)n_blocks * sizeof(int32_t)));
+    }
     CK(gw_cuda_malloc((void **)&e->x, B * E * 4));
     CK(gw_cuda_malloc((void **)&e->delta, B * E * 4));
     CK(gw_cuda_malloc((void **)&e->xn, B * E * 2));
@@ -390,13 +433,71 @@ fail:
 }
 
 void gw_cuda_engine_describe(const gw_cuda_engine *e, char *buf, size_t buflen) {
-    snprintf(buf, buflen, "%s; weights %.2f GiB, KV cache %.2f GiB (%lld tokens), CUDA graphs %s%s", e->device_desc,
-             e->weight_bytes / 1073741824.0, e->kv_bytes / 1073741824.0, (long long)e->n_blocks * e->block_size,
+    snprintf(buf, buflen, "%s; weights %.2f GiB, KV cache %.2f GiB (%lld tokens, %s), CUDA graphs %s%s",
+             e->device_desc, e->weight_bytes / 1073741824.0, e->kv_bytes / 1073741824.0,
+             (long long)e->n_blocks * e->block_size,
+             e->kv_type == GW_CUDA_KV_INT8 ? "int8" : e->kv_type == GW_CUDA_KV_INT4 ? "int4" : "bf16",
              e->use_graphs ? "on" : "off", e->graph_note);
+}
+
+/* Layer l's view of the cache (layer 0's for sealing, which covers all layers). */
+static gw_cuda_kv layer_kv(const gw_cuda_engine *e, int l) {
+    const int KV = e->m->n_head_kv, D = e->m->head_dim, bs = e->block_size;
+    gw_cuda_kv kv = {0};
+    kv.k = e->k + (size_t)l * KV * bs * D, kv.v = e->v + (size_t)l * KV * bs * D;
+    kv.block_size = bs, kv.n_kv_heads = KV, kv.head_dim = D, kv.block_stride = e->block_stride;
+    if (e->kv_type != GW_CUDA_KV_BF16) {
+        const int64_t qt = e->q_block_stride / e->m->n_layer, pt = e->p_block_stride / e->m->n_layer;
+        kv.type = e->kv_type;
+        kv.kq = e->kq + l * qt, kv.vq = e->vq + l * qt;
+        kv.kp = e->kp + l * pt, kv.vp = e->vp + l * pt;
+        kv.q_block_stride = e->q_block_stride, kv.p_block_stride = e->p_block_stride;
+    }
+    return kv;
+}
+
+int gw_cuda_engine_seal(void *engine, const int32_t *pages, const int32_t *blocks, int32_t n) {
+    gw_cuda_engine *e = engine;
+    if (n <= 0) return 0;
+    if (n > e->n_blocks) return -1;
+    /* pageable host memory: the copies are done when gw_cuda_memcpy returns */
+    if (gw_cuda_memcpy(e->seal_d, pages, (size_t)n * 4, GW_CUDA_H2D, e->stream) != 0 ||
+        gw_cuda_memcpy(e->seal_d + n, blocks, (size_t)n * 4, GW_CUDA_H2D, e->stream) != 0)
+        return -1;
+    gw_cuda_kv kv = layer_kv(e, 0);
+    return gw_cuda_kv_seal(&kv, e->m->n_layer, e->seal_d, e->seal_d + n, n, e->stream) != 0 ? -1 : 0;
+}
+
+int gw_cuda_engine_unseal(void *engine, int32_t block, int32_t page) {
+    gw_cuda_engine *e = engine;
+    const int32_t ids[2] = {block, page};
+    if (gw_cuda_memcpy(e->seal_d, ids, sizeof ids, GW_CUDA_H2D, e->stream) != 0) return -1;
+    gw_cuda_kv kv = layer_kv(e, 0);
+    return gw_cuda_kv_unseal(&kv, e->m->n_layer, e->seal_d, e->seal_d + 1, 1, e->stream) != 0 ? -1 : 0;
+}
+
+int gw_cuda_engine_copy_page(void *engine, int32_t dst, int32_t src) {
+    gw_cuda_engine *e = engine;
+    size_t n = (size_t)e->block_stride * sizeof(uint16_t);
+    if (gw_cuda_memcpy(e->k + (size_t)dst * e->block_stride, e->k + (size_t)src * e->block_stride, n, GW_CUDA_D2D,
+                       e->stream) != 0 ||
+        gw_cuda_memcpy(e->v + (size_t)dst * e->block_stride, e->v + (size_t)src * e->block_stride, n, GW_CUDA_D2D,
+                       e->stream) != 0)
+        return -1;
+    return 0;
 }
 
 int gw_cuda_engine_copy_block(void *engine, int32_t dst, int32_t src) {
     gw_cuda_engine *e = engine;
+    if (e->kv_type != GW_CUDA_KV_BF16) {
+        const size_t q = (size_t)e->q_block_stride, pr = (size_t)e->p_block_stride;
+        if (gw_cuda_memcpy(e->kq + dst * q, e->kq + src * q, q, GW_CUDA_D2D, e->stream) != 0 ||
+            gw_cuda_memcpy(e->vq + dst * q, e->vq + src * q, q, GW_CUDA_D2D, e->stream) != 0 ||
+            gw_cuda_memcpy(e->kp + dst * pr, e->kp + src * pr, pr * 4, GW_CUDA_D2D, e->stream) != 0 ||
+            gw_cuda_memcpy(e->vp + dst * pr, e->vp + src * pr, pr * 4, GW_CUDA_D2D, e->stream) != 0)
+            return -1;
+        return 0;
+    }
     size_t n = (size_t)e->block_stride * sizeof(uint16_t);
     if (gw_cuda_memcpy(e->k + (size_t)dst * e->block_stride, e->k + (size_t)src * e->block_stride, n, GW_CUDA_D2D,
                        e->stream) != 0 ||
@@ -598,8 +699,7 @@ static int launch_forward(gw_cuda_engine *e, const plan *p) {
         }
         if (L->bqkv) RUN(gw_cuda_add_bias(e->qkv, GW_CUDA_F32, qkvd, L->bqkv, T, (int)qkvd, st));
         /* RoPE, q to bf16 and k, v into the pages: one kernel */
-        const size_t layer_off = (size_t)l * KV * e->block_size * D;
-        gw_cuda_kv kv = {e->k + layer_off, e->v + layer_off, e->block_size, KV, D, e->block_stride};
+        const gw_cuda_kv kv = layer_kv(e, l);
         RUN(gw_cuda_rope_qkv(&kv, e->qkv, qkvd, T, H, sd + p->pos, e->inv_freq, m->rope_dim, m->rope_style, e->qb,
                              qd, sd + p->slot, st));
         if (p->nd)

@@ -38,15 +38,27 @@ typedef struct {
  * stored) and allocates the KV pages for n_blocks blocks of block_size slots
  * and activations for n_batch tokens, after checking the GPU and that all of
  * it fits (the message says how much is needed and free). inv_freq: the RoPE
- * frequencies forward.c computed (rope_dim / 2 floats). */
+ * frequencies forward.c computed (rope_dim / 2 floats). kv_type: GW_KV_F16
+ * (pages of bf16 on the GPU), GW_KV_INT8 or GW_KV_INT4 (KIVI pages as on the
+ * CPU: sealed blocks of codes, and max_open bf16 open pages; block tables
+ * then name open pages as -1 - page and slots of new tokens are open-page
+ * slots, see gw_cuda.h). */
 gw_cuda_engine *gw_cuda_engine_new(const struct gw_model *m, const float *inv_freq, int32_t n_blocks,
-                                   int block_size, int n_batch, char *err, size_t errlen);
+                                   int block_size, int n_batch, int kv_type, int32_t max_open, char *err,
+                                   size_t errlen);
 void gw_cuda_engine_free(gw_cuda_engine *e);
 /* Runs the batch through the model; writes n_out rows of n_vocab logits to
  * out (host memory). 0, or -1 with a message. */
 int gw_cuda_engine_forward(gw_cuda_engine *e, const gw_cuda_batch *b, float *out, char *err, size_t errlen);
-/* Copies the KV contents of block src into block dst (copy-on-write). */
+/* Copies the KV contents of block src into block dst (copy-on-write; a
+ * quantized cache: the sealed codes and parameters). */
 int gw_cuda_engine_copy_block(void *engine, int32_t dst, int32_t src);
+/* Quantized caches (the gw_kv_device hooks of kv/kv_cache.h): open page src
+ * into open page dst; open pages[i] quantized into blocks[i]; sealed block
+ * dequantized into an open page. */
+int gw_cuda_engine_copy_page(void *engine, int32_t dst, int32_t src);
+int gw_cuda_engine_seal(void *engine, const int32_t *pages, const int32_t *blocks, int32_t n);
+int gw_cuda_engine_unseal(void *engine, int32_t block, int32_t page);
 /* "NVIDIA H200, compute capability 9.0, ...; weights 15.0 GiB, KV 16.0 GiB" */
 void gw_cuda_engine_describe(const gw_cuda_engine *e, char *buf, size_t buflen);
 #endif

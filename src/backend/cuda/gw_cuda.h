@@ -182,7 +182,41 @@ typedef struct {
     uint16_t *k, *v;
     int block_size, n_kv_heads, head_dim;
     int64_t block_stride;
+    /* Quantized caches (KIVI, see below); type 0 (GW_CUDA_KV_BF16) ignores the rest. */
+    int type;
+    uint8_t *kq, *vq;       /* codes */
+    uint32_t *kp, *vp;      /* (scale, min) as fp16 pairs: scale in the low half */
+    int64_t q_block_stride; /* bytes of codes per block (>= n_kv_heads tiles) */
+    int64_t p_block_stride; /* pairs of parameters per block */
 } gw_cuda_kv;
+
+/* Quantized caches (type GW_CUDA_KV_INT8 or GW_CUDA_KV_INT4: KIVI, as the CPU
+ * pool of src/kv/kv_cache.h, block_size and head_dim multiples of 32). A block
+ * table entry e >= 0 names a *sealed* block, whose (block e, head h) tile is
+ *   keys    codes kq[e*q_block_stride + h*bs*D/c + slot*D/c + ...] ([slot][d]),
+ *           params kp[e*p_block_stride + h*bs*D/32 + (slot/32)*D + d]: one
+ *           (scale, min) per dimension per group of 32 slots
+ *   values  codes vq[...] laid out as the keys' ([slot][d]), params
+ *           vp[e*p_block_stride + h*bs*D/32 + slot*(D/32) + d/32]: one per
+ *           group of 32 dimensions of a slot
+ * (c = 1 for int8; 2 for int4: dimension 2i in the low nibble of a byte, 2i+1
+ * in the high one). value = code * scale + min, in f32, then rounded to bf16.
+ * An entry e < 0 names the *open* page -1 - e: bf16 in k/v exactly as a bf16
+ * cache's block (new tokens are written there: slot mappings of appends name
+ * open pages). Attention dequantizes sealed tiles while loading them into
+ * shared memory; nothing is dequantized into memory first. */
+enum { GW_CUDA_KV_BF16 = 0, GW_CUDA_KV_INT8 = 1, GW_CUDA_KV_INT4 = 2 };
+
+/* Quantizes open pages into sealed blocks: for i < n, every layer and head of
+ * open page pages[i] becomes block blocks[i] (device arrays). kv is layer 0's
+ * view; layer l's tiles follow at l * n_kv_heads tiles (the engine's layout:
+ * block strides cover n_layer layers). */
+int gw_cuda_kv_seal(const gw_cuda_kv *kv, int n_layer, const int32_t *pages, const int32_t *blocks, int n,
+                    void *stream);
+/* The reverse: sealed block blocks[i] dequantized (as attention reads it) into
+ * open page pages[i], to be written again (after a truncation into it). */
+int gw_cuda_kv_unseal(const gw_cuda_kv *kv, int n_layer, const int32_t *blocks, const int32_t *pages, int n,
+                      void *stream);
 
 /* Stores the keys and values of n_tokens new tokens: k[t][h][d], v[t][h][d]
  * (f32 or bf16, token stride src_stride elements; keys already rotated) go to

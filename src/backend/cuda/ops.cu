@@ -230,6 +230,21 @@ int gw_cuda_kv_validate(const gw_cuda_kv *kv, const char *what) {
                             (long long)kv->block_stride, (long long)kv->n_kv_heads * kv->block_size * kv->head_dim);
     if (((uintptr_t)kv->k | (uintptr_t)kv->v) & 15)
         return gw_cuda_fail(GW_CUDA_ERR_ARG, "%s: K and V pages must be 16-byte aligned", what);
+    if (kv->type == GW_CUDA_KV_BF16) return GW_CUDA_OK;
+    if (kv->type != GW_CUDA_KV_INT8 && kv->type != GW_CUDA_KV_INT4)
+        return gw_cuda_fail(GW_CUDA_ERR_ARG, "%s: unknown KV type %d", what, kv->type);
+    if (kv->block_size % 32 || kv->head_dim % 32)
+        return gw_cuda_fail(GW_CUDA_ERR_ARG, "%s: a quantized KV cache needs block_size and head_dim multiples of 32 "
+                            "(block %d, head_dim %d)", what, kv->block_size, kv->head_dim);
+    if (!kv->kq || !kv->vq || !kv->kp || !kv->vp ||
+        ((uintptr_t)kv->kq | (uintptr_t)kv->vq | (uintptr_t)kv->kp | (uintptr_t)kv->vp) & 15)
+        return gw_cuda_fail(GW_CUDA_ERR_ARG, "%s: quantized KV arrays missing or not 16-byte aligned", what);
+    const int64_t ct = (int64_t)kv->block_size * kv->head_dim / (kv->type == GW_CUDA_KV_INT4 ? 2 : 1);
+    const int64_t pt = (int64_t)kv->block_size * kv->head_dim / 32;
+    if (kv->q_block_stride < kv->n_kv_heads * ct || kv->q_block_stride % 16 || kv->p_block_stride < kv->n_kv_heads * pt ||
+        kv->p_block_stride % 4)
+        return gw_cuda_fail(GW_CUDA_ERR_ARG, "%s: quantized block strides %lld / %lld too small or misaligned", what,
+                            (long long)kv->q_block_stride, (long long)kv->p_block_stride);
     return GW_CUDA_OK;
 }
 
