@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The evaluation harness end to end on the default model, kept tiny so that
 # it cannot silently break: RULER tasks at a short length, resume, repair of
-# an unfinished results file, report, compare, passkey and the needle grid.
+# an unfinished results file, report, compare, passkey, the needle grid, and
+# streaming (sinks + window) as an engine configuration.
 # usage: test_eval.sh PATH/TO/godwit
 set -u
 bin=$1
@@ -97,6 +98,20 @@ check "needle exits 0" [ $rc -eq 0 ]
 check "needle table printed" contains "$out" "100%"
 check "grid json written" grep -q '"depths":' "$tmp/grid.json"
 check "grid svg written" grep -q '</svg>' "$tmp/grid.svg"
+
+# streaming (attention sinks + window): the cache keeps S + W of the prompt; a
+# needle at the end of the prompt is still found, one early in it is evicted
+out=$("$bin" eval ruler -m "$model" --tasks niah_single_1 --length 1k --samples 2 --streaming 4,252 \
+  -o "$tmp/stream.jsonl" -q 2>&1); rc=$?
+check "streaming eval exits 0" [ $rc -eq 0 ]
+check "streaming config and policy recorded" grep -q '"config":"streaming:4,252".*"kv_select":"streaming:4,252","n_kv_kept":256,' "$tmp/stream.jsonl"
+check "streaming: the end needle is found" grep -q '"depth":1,"score":100' "$tmp/stream.jsonl"
+check "streaming: the early needle is evicted" grep -q '"depth":0.15,"score":0' "$tmp/stream.jsonl"
+out=$("$bin" eval ruler -m "$model" --tasks niah_single_1 --length 1k --samples 1 --streaming 4,252 \
+  --kv-type int8 2>&1); rc=$?
+check "streaming with int8 pages refused" [ $rc -eq 1 ]
+out=$("$bin" eval ruler -m "$model" --tasks niah_single_1 --length 1k --samples 1 --streaming 4,9000 2>&1); rc=$?
+check "streaming beyond the trained context refused" contains "$out" "exceeds the model's trained context"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -35,6 +35,7 @@ typedef struct {
     uint64_t seed;
     int threads, batch, kv_block, kv_type, device;
     gw_kv_select select;
+    int stream_sink, stream_window; /* --streaming S,W; window 0: off */
     bool no_template;
     bool quiet;
 } eval_options;
@@ -74,7 +75,11 @@ static void usage_eval(FILE *f) {
             "      --no-template       do not apply the chat template\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass while prefilling (default: 512)\n"
-            KV_HELP KV_SELECT_HELP DEVICE_HELP
+            KV_HELP KV_SELECT_HELP
+            "      --streaming S,W     attention sinks + a sliding window (StreamingLLM): keep the first\n"
+            "                          S tokens and the last W of the prompt, evict the middle as it\n"
+            "                          is fed (f16 KV on the CPU; default: off)\n"
+            DEVICE_HELP
             "  -q, --quiet             no per-sample progress lines\n");
 }
 
@@ -153,6 +158,7 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
         else if (!strcmp(a, "--kv-block")) o->kv_block = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-type")) o->kv_type = parse_kv_type(NEXT());
         else if (!strcmp(a, "--kv-select")) parse_kv_select(NEXT(), &o->select);
+        else if (!strcmp(a, "--streaming")) parse_streaming(NEXT(), &o->stream_sink, &o->stream_window);
         else if (!strcmp(a, "--device")) o->device = parse_device(NEXT());
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = true;
         else {
@@ -177,11 +183,15 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
     if (!o->config) {
         static char label[64];
         if (o->select.policy != GW_SELECT_NONE) gw_kv_select_describe(&o->select, label, sizeof label);
+        else if (o->stream_window > 0) snprintf(label, sizeof label, "streaming:%d,%d", o->stream_sink, o->stream_window);
         else snprintf(label, sizeof label, "%s", o->kv_type == GW_KV_F16 ? "dense" : gw_kv_type_name(o->kv_type));
         o->config = label;
     }
     if (o->select.policy != GW_SELECT_NONE && o->kv_type != GW_KV_F16)
         die("%s", "--kv-select needs the f16 KV cache (not --kv-type int8/int4) for now");
+    if (o->stream_window > 0 && (o->select.policy != GW_SELECT_NONE || o->kv_type != GW_KV_F16 ||
+                                 o->device == GW_DEVICE_CUDA))
+        die("%s", "--streaming needs the f16 KV cache on the CPU and no --kv-select for now");
     if (o->threads < 0 || o->batch <= 0 || o->kv_block < 0 || o->kv_block > 4096)
         die("%s", "invalid --threads, --batch or --kv-block");
 }
@@ -366,7 +376,15 @@ static int run_eval(const eval_options *o) {
                      gw_model_n_ctx_train(m));
             die("%s", err);
         }
-        gw_context_params cp = {.n_ctx = max_length, .n_batch = o->batch, .n_threads = o->threads,
+        if (o->stream_window > 0 && (int64_t)o->stream_sink + o->stream_window > gw_model_n_ctx_train(m)) {
+            fputc('\n', stderr);
+            snprintf(err, sizeof err, "--streaming: %d + %d exceeds the model's trained context %d", o->stream_sink,
+                     o->stream_window, gw_model_n_ctx_train(m));
+            die("%s", err);
+        }
+        /* streaming: a prefill chunk must fit in the window */
+        const int batch = o->stream_window > 0 && o->batch > o->stream_window ? o->stream_window : o->batch;
+        gw_context_params cp = {.n_ctx = max_length, .n_batch = batch, .n_threads = o->threads,
                                 .kv_block_size = o->kv_block, .device = o->device, .kv_type = o->kv_type};
         ctx = gw_context_new(m, &cp, err, sizeof err);
         if (!ctx) {
@@ -383,8 +401,11 @@ static int run_eval(const eval_options *o) {
     gw_eval_engine eng;
     if (m) gw_eval_engine_init(&eng, m, ctx, !o->no_template);
     eng.select = o->select;
+    eng.stream_sink = o->stream_sink;
+    eng.stream_window = o->stream_window;
     char select_desc[64];
     gw_kv_select_describe(&o->select, select_desc, sizeof select_desc);
+    if (o->stream_window > 0) snprintf(select_desc, sizeof select_desc, "streaming:%d,%d", o->stream_sink, o->stream_window);
     if (m && eng.fmt == GW_CHAT_UNKNOWN && !o->no_template)
         fprintf(stderr, "note: the model has no chat template godwit knows; prompts are plain text\n");
     gw_eval_records fresh = {0};

@@ -105,15 +105,22 @@ int gw_eval_generate(gw_eval_engine *e, const gw_eval_sample *s, gw_eval_output 
         goto done;
     }
     double t0 = now_s();
-    if (gw_kv_select_begin(e->ctx, seq, &e->select, n) != 0) {
+    if (e->stream_window > 0 && gw_seq_set_streaming(e->ctx, seq, e->stream_sink, e->stream_window) != 0) {
+        snprintf(err, errlen, "eval: cannot stream this sequence (needs an f16 KV cache on the CPU)");
+        rc = -1;
+    }
+    if (rc == 0 && gw_kv_select_begin(e->ctx, seq, &e->select, n) != 0) {
         snprintf(err, errlen, "eval: cannot start the KV selection policy (needs an f16 KV cache on the CPU)");
         rc = -1;
     }
+    /* positions follow the cache: a streaming sequence's stay within its sinks + window
+     * (gw_seq_len after its evictions), a compressed one's count what was dropped */
     for (int d = 0; d < n && rc == 0;) {
         int m = n - d < B ? n - d : B;
+        const int base = gw_seq_len(e->ctx, seq) + gw_seq_kv_compressed(e->ctx, seq);
         for (int i = 0; i < m; i++) {
             seqv[i] = seq;
-            pos[i] = d + i;
+            pos[i] = base + i;
             want[i] = (d + i == n - 1);
         }
         gw_batch b = {m, ids + d, seqv, pos, want};
@@ -132,7 +139,7 @@ int gw_eval_generate(gw_eval_engine *e, const gw_eval_sample *s, gw_eval_output 
         if (gw_token_is_eog(e->tok, t)) break;
         gen[n_gen++] = t;
         if (n_gen == s->max_new_tokens) break;
-        int32_t p = n + n_gen - 1;
+        int32_t p = gw_seq_len(e->ctx, seq) + gw_seq_kv_compressed(e->ctx, seq);
         int8_t w = 1;
         gw_batch b = {1, &t, &seq, &p, &w};
         rc = gw_forward(e->ctx, &b, logits, err, errlen);

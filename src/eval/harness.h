@@ -25,6 +25,7 @@ typedef struct {
     const char *tmpl;
     bool add_bos;
     gw_kv_select select;    /* prompt compression (SnapKV, H2O); zero: none */
+    int stream_sink, stream_window; /* attention sinks + sliding window; window 0: off */
 } gw_eval_engine;
 
 void gw_eval_engine_init(gw_eval_engine *e, gw_model *m, gw_context *c, bool use_template);
@@ -54,7 +55,7 @@ void gw_eval_output_free(gw_eval_output *o);
  *   {"model":..., "config":..., "task":..., "length":L, "index":i, "seed":S,
  *    "depth":d, "score":x, "n_prompt_tokens":n, "n_generated":g,
  *    "prefill_tok_s":p, "decode_tok_s":q, "kv_type":..., "kv_bytes_per_token":b,
- *    "kv_select":..., "n_kv_kept":k,
+ *    "kv_select":..., "n_kv_kept":k,   (kv_select: "none", "snapkv:4x", "streaming:4,1020", ...)
  *    "prediction":..., "refs":[...]}
  * A run appends one line per finished sample and flushes it, so a stopped
  * run loses at most the sample in progress. */
