@@ -333,6 +333,7 @@ void gw_seq_truncate(gw_context *c, int seq, int n) {
     if (!seq_valid(c, seq)) return;
     gw_kv_seq_truncate(&c->kv, &c->seqs[seq], n);
     seq_select *z = &c->select[seq];
+    if (c->seqs[seq].n_tokens == 0) z->compressed = 0; /* nothing left of what was compressed */
     if (z->score) { /* the dropped slots' statistics go with them */
         int32_t from = c->seqs[seq].n_tokens;
         for (size_t t = 0; t < (size_t)c->model->n_layer * c->model->n_head_kv; t++)

@@ -65,6 +65,13 @@ out=$(printf 'What is the capital of France?\nAnd of Italy?\n' | "$bin" chat -m 
 check "chat exits 0" [ $rc -eq 0 ]
 check "chat answers first turn" contains "$out" "Paris"
 check "chat answers second turn" contains "$out" "Rome"
+# chat with prompt compression: each turn's prompt compresses the whole
+# conversation's KV to a quarter (turn 2 re-uses the compressed cache)
+msg=$(head -c 1500 "$root/../shared/data/war_and_peace.txt" | tr '\n' ' ')
+out=$(printf '%s\nWho is speaking?\n' "$msg" | "$bin" chat -m "$model" --kv-select snapkv:4x -v -n 24 --temp 0 2>&1); rc=$?
+check "chat --kv-select exits 0" [ $rc -eq 0 ]
+check "chat --kv-select compresses turn 1" contains "$out" "kv-select: the KV of 103 of the conversation's 410 tokens kept"
+check "chat --kv-select compresses turn 2 on top" grep -Eq "kv-select: the KV of 1[0-9][0-9] of the conversation's 4[2-9][0-9] tokens kept" <<<"$out"
 
 head -c 20000 "$root/../shared/data/war_and_peace.txt" >"$tmp/wp.txt"
 out=$("$bin" ppl -m "$model" -f "$tmp/wp.txt" --ctx 256 --chunks 3 2>/dev/null); rc=$?

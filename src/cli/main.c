@@ -113,6 +113,9 @@ static void usage_chat(FILE *f) {
             "ends the chat, '/reset' clears the conversation. The conversation's KV cache is\n"
             "kept between turns, so only new text is prefilled.\n\n"
             "      --system TEXT       system message\n"
+            KV_SELECT_HELP
+            "                          chat: after each turn's prompt the whole conversation's KV is\n"
+            "                          compressed to the budget (B tokens, or 1/Nth of it)\n"
             "%s",
             common_help);
 }
@@ -142,7 +145,7 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
         else if (is_run && (!strcmp(a, "-f") || !strcmp(a, "--file"))) o->prompt_file = NEXT();
         else if (is_run && !strcmp(a, "--chat")) o->chat_template = true;
         else if (is_run && !strcmp(a, "--no-bos")) o->no_bos = true;
-        else if (is_run && !strcmp(a, "--kv-select")) parse_kv_select(NEXT(), &o->select);
+        else if (!strcmp(a, "--kv-select")) parse_kv_select(NEXT(), &o->select);
         else if (!strcmp(a, "--system")) o->system = NEXT();
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->n_threads = parse_int(NEXT(), a);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = parse_int(NEXT(), a);
@@ -535,6 +538,13 @@ static int cmd_chat(int argc, char **argv) {
             keep = common - evicted;
             if (keep < o.stream_sink) keep = common = 0;
         }
+        /* KV selection: a compressed cache keeps some slots of the history,
+         * not a prefix of it, so it is cut nowhere but at its end; a
+         * rendering that departs from the history is fed again in full. */
+        if (gw_seq_kv_compressed(s.ctx, s.seq) > 0) {
+            if (common < s.n_history) keep = common = 0;
+            else keep = gw_seq_len(s.ctx, s.seq);
+        }
         gw_seq_truncate(s.ctx, s.seq, keep);
         s.n_history = common;
         if (!s.streaming && n + o.n_predict > gw_context_n_ctx(s.ctx)) {
@@ -545,7 +555,14 @@ static int cmd_chat(int argc, char **argv) {
             n_msgs--;
             continue;
         }
+        if (gw_kv_select_begin(s.ctx, s.seq, &o.select, n) != 0) die("%s", "--kv-select: cannot start the policy");
         prefill(&s, ids + common, n - common, n - common >= 1024 && isatty(2));
+        if (o.select.policy != GW_SELECT_NONE) {
+            if (gw_kv_select_end(s.ctx, s.seq, &o.select, n) != 0) die("%s", "--kv-select: compression failed");
+            if (o.verbose)
+                fprintf(stderr, "[kv-select: the KV of %d of the conversation's %d tokens kept]\n",
+                        gw_seq_len(s.ctx, s.seq), n);
+        }
         /* The reply joins the conversation; the next turn's rendering
          * re-tokenizes it, and the prefix match above reuses its KV. */
         char *reply = generate(&s, &o, smp);
