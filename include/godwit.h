@@ -132,8 +132,9 @@ void gw_context_prefix_cache_stats(const gw_context *c, gw_prefix_cache_stats *s
  * window that holds everything, logits are exactly the dense ones.
  * Returns 0; -1 for bad arguments (n_sink < 0, n_window < 1 unless both are
  * 0, which turns streaming off), a sequence holding prefix-cache blocks
- * (they are shared and must not be rewritten), or a CUDA context (the GPU
- * path is not done yet: its pages live on the device). A streaming sequence
+ * (they are shared and must not be rewritten), or a quantized KV cache (keys
+ * are re-rotated in place). On the GPU the window moves with
+ * gw_cuda_kv_shift. A streaming sequence
  * offers nothing to the prefix cache (gw_seq_cache_prefix returns 0). */
 int gw_seq_set_streaming(gw_context *c, int seq, int n_sink, int n_window);
 typedef struct {

@@ -73,6 +73,7 @@ struct gw_context {
     gw_cuda_engine *cuda;       /* non-NULL: the forward runs on the GPU (pages live there) */
     gw_cuda_run *runs;          /* [n_batch] the batch as runs, for the GPU */
     int32_t *out_rows;          /* [n_batch] */
+    int32_t *gpu_pos;           /* [n_batch] positions handed to the GPU (streaming: shifted) */
     int32_t *gpu_tables;        /* quantized KV on the GPU: the runs' block tables as the */
     size_t gpu_tables_cap;      /* kernels read them (open pages as -1 - page) */
 };
@@ -135,6 +136,7 @@ void gw_context_free(gw_context *c) {
     free(c->runs);
     free(c->out_rows);
     free(c->gpu_tables);
+    free(c->gpu_pos);
     gw_prefix_cache_free(c->prefix);
     gw_kv_pool_free(&c->kv);
     gw_threadpool_free(c->pool);
@@ -267,7 +269,8 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *params, char *e
     if (p->device == GW_DEVICE_CUDA) {
         c->runs = malloc(B * sizeof *c->runs);
         c->out_rows = malloc(B * sizeof *c->out_rows);
-        if (!c->runs || !c->out_rows) goto oom;
+        c->gpu_pos = malloc(B * sizeof *c->gpu_pos);
+        if (!c->runs || !c->out_rows || !c->gpu_pos) goto oom;
         c->cuda = gw_cuda_engine_new(m, c->inv_freq, n_blocks, p->kv_block_size, p->n_batch, p->kv_type,
                                      c->kv.max_open, err, errlen);
         if (!c->cuda) {
@@ -578,7 +581,6 @@ int gw_seq_set_streaming(gw_context *c, int seq, int n_sink, int n_window) {
     if (!seq_valid(c, seq) || n_sink < 0 || n_window < 0 || (n_window == 0 && n_sink != 0) ||
         n_sink > INT32_MAX - n_window)
         return -1;
-    if (c->cuda) return -1; /* the GPU path is not done yet: its pages live on the device */
     if (c->kv.type != GW_KV_F16 && n_window > 0) return -1; /* quantized keys cannot be re-rotated in place */
     const gw_kv_seq *s = &c->seqs[seq];
     for (int32_t i = 0; i < s->n_blocks; i++)
@@ -634,15 +636,25 @@ static void evict_task(void *arg, int64_t layer, int thread) {
  * of the window moves down after the sinks, its keys re-rotated by -n_evict
  * positions; blocks past the slots the sequence will use (keep_slots, its
  * batch included) go back to the pool. One layer per thread-pool task. */
-static void streaming_evict(gw_context *c, int seq, int32_t n_evict, int32_t keep_slots) {
+static int streaming_evict(gw_context *c, int seq, int32_t n_evict, int32_t keep_slots) {
     const gw_model *m = c->model;
     gw_kv_seq *s = &c->seqs[seq];
-    evict_job j = {c, seq, n_evict, {m->rope_dim, m->rope_style == GW_ROPE_NEOX, c->inv_freq}};
-    gw_threadpool_run(c->pool, evict_task, &j, m->n_layer);
+#ifdef GODWIT_CUDA
+    if (c->cuda) { /* the pages are on the GPU: one kernel pass per n_evict slots */
+        const int32_t from = c->stream[seq].n_sink + n_evict;
+        if (gw_cuda_engine_shift(c->cuda, s->blocks, s->n_blocks, from, c->stream[seq].n_sink, s->n_tokens - from) != 0)
+            return -1;
+    } else
+#endif
+    {
+        evict_job j = {c, seq, n_evict, {m->rope_dim, m->rope_style == GW_ROPE_NEOX, c->inv_freq}};
+        gw_threadpool_run(c->pool, evict_task, &j, m->n_layer);
+    }
     s->n_tokens -= n_evict;
     gw_kv_seq_truncate(&c->kv, s, keep_slots);
     c->stream[seq].evicted_tokens += n_evict;
     c->stream[seq].evictions++;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ matmul */
@@ -945,7 +957,8 @@ static void score_task(void *arg, int64_t kvh, int thread) {
 #ifdef GODWIT_CUDA
 /* The GPU path: the batch as runs of consecutive slots of one sequence (the
  * cache blocks are already reserved), handed to the CUDA engine. */
-static int forward_cuda(gw_context *c, const gw_batch *b, float *out, char *err, size_t errlen) {
+static int forward_cuda(gw_context *c, const gw_batch *b, const int32_t *pos_shift, float *out, char *err,
+                        size_t errlen) {
     const int T = b->n_tokens, bs = c->kv.block_size;
     int n_runs = 0, n_out = 0;
     for (int t = 0; t < T; t++) {
@@ -993,7 +1006,9 @@ static int forward_cuda(gw_context *c, const gw_batch *b, float *out, char *err,
             row += c->runs[i].n_blocks;
         }
     }
-    gw_cuda_batch cb = {T, b->token, b->pos, c->tok_visible, n_runs, c->runs, n_out, c->out_rows};
+    /* positions as RoPE sees them: a streaming sequence's moved down by what it just evicted */
+    for (int t = 0; t < T; t++) c->gpu_pos[t] = b->pos[t] - pos_shift[b->seq[t]];
+    gw_cuda_batch cb = {T, b->token, c->gpu_pos, c->tok_visible, n_runs, c->runs, n_out, c->out_rows};
     if (gw_cuda_engine_forward(c->cuda, &cb, out, err, errlen) != 0) {
         /* the pages of this batch may be half written: forget its tokens */
         for (int t = 0; t < T; t++) {
@@ -1095,13 +1110,16 @@ int gw_forward(gw_context *c, const gw_batch *b, float *out, char *err, size_t e
     for (int t = 0; t < T; t++) {
         int s = b->seq[t];
         if (n_evict[s] > 0) {
-            streaming_evict(c, s, n_evict[s], next_slot[s]);
+            if (streaming_evict(c, s, n_evict[s], next_slot[s]) != 0) {
+                gw_set_err(err, errlen, "forward: streaming sequence %d: moving its window on the GPU failed", s);
+                return -1;
+            }
             n_evict[s] = 0;
         }
     }
 
 #ifdef GODWIT_CUDA
-    if (c->cuda) return forward_cuda(c, b, out, err, errlen);
+    if (c->cuda) return forward_cuda(c, b, pos_shift, out, err, errlen);
 #endif
 
     const int E = m->n_embd, H = m->n_head, KV = m->n_head_kv, D = m->head_dim, F = m->n_ff;

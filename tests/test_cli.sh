@@ -156,6 +156,10 @@ out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$
 check "bench exits 0" [ $rc -eq 0 ]
 check "bench pp json" contains "$out" '"test":"pp16","depth":0'
 check "bench tg json" contains "$out" '"test":"tg4","depth":0'
+out=$("$bin" bench -m "$model" --pp 0 --tg 4 --depth 300 --streaming 4,124 -b 64 --reps 1 --json 2>/dev/null); rc=$?
+check "bench --streaming exits 0" [ $rc -eq 0 ]
+# (the window moves a block of 16 at a time: 112..128 slots stay)
+check "bench --streaming keeps sinks + window" grep -Eq '"kv_select":"streaming:4,124","depth_kept":1(1[2-9]|2[0-8]),' <<<"$out"
 
 # logits: the prompt's logits file, and a greedy continuation that does not
 # depend on how much of it was prompt (prefill path) or generated (decode path)

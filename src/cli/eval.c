@@ -78,7 +78,7 @@ static void usage_eval(FILE *f) {
             KV_HELP KV_SELECT_HELP
             "      --streaming S,W     attention sinks + a sliding window (StreamingLLM): keep the first\n"
             "                          S tokens and the last W of the prompt, evict the middle as it\n"
-            "                          is fed (f16 KV on the CPU; default: off)\n"
+            "                          is fed (f16 KV; default: off)\n"
             DEVICE_HELP
             "  -q, --quiet             no per-sample progress lines\n");
 }
@@ -189,9 +189,8 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
     }
     if (o->select.policy != GW_SELECT_NONE && o->kv_type != GW_KV_F16)
         die("%s", "--kv-select needs the f16 KV cache (not --kv-type int8/int4) for now");
-    if (o->stream_window > 0 && (o->select.policy != GW_SELECT_NONE || o->kv_type != GW_KV_F16 ||
-                                 o->device == GW_DEVICE_CUDA))
-        die("%s", "--streaming needs the f16 KV cache on the CPU and no --kv-select for now");
+    if (o->stream_window > 0 && (o->select.policy != GW_SELECT_NONE || o->kv_type != GW_KV_F16))
+        die("%s", "--streaming needs the f16 KV cache and no --kv-select for now");
     if (o->threads < 0 || o->batch <= 0 || o->kv_block < 0 || o->kv_block > 4096)
         die("%s", "invalid --threads, --batch or --kv-block");
 }

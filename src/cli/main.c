@@ -389,8 +389,7 @@ static void open_session(session *s, const options *o) {
     s->seq = gw_seq_open(s->ctx);
     if (s->streaming && gw_seq_set_streaming(s->ctx, s->seq, o->stream_sink, o->stream_window) != 0) {
         fputc('\n', stderr);
-        die("%s", o->device == GW_DEVICE_CUDA ? "--streaming is not available with --device cuda yet"
-                                              : "--streaming: cannot stream this sequence");
+        die("%s", "--streaming: cannot stream this sequence");
     }
     s->logits = malloc((size_t)gw_model_n_vocab(s->model) * sizeof(float));
     fprintf(stderr, " done in %.2f s (%d threads)\n", now_s() - t0, gw_context_n_threads(s->ctx));
@@ -809,7 +808,7 @@ static void usage_bench(FILE *f) {
             "      --json              one JSON object per test on stdout\n"
             "  -t, --threads N         threads (default: all cores)\n"
             "  -b, --batch N           tokens per forward pass (default: 512)\n"
-            KV_HELP KV_SELECT_HELP DEVICE_HELP);
+            KV_HELP KV_SELECT_HELP STREAMING_HELP DEVICE_HELP);
 }
 
 static uint64_t bench_rng = 88172645463325252ull;
@@ -828,7 +827,7 @@ static int32_t random_token(int n_vocab) {
  * context; with a KV selection policy the context is compressed first, and
  * *depth_kept (may be NULL) gets the context slots left. */
 static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp, const gw_kv_select *sel,
-                         int *depth_kept) {
+                         int stream_sink, int stream_window, int *depth_kept) {
     char err[256];
     int B = gw_context_n_batch(c);
     int32_t *tok = malloc(sizeof(int32_t) * B), *seqv = malloc(sizeof(int32_t) * B),
@@ -836,6 +835,8 @@ static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp, 
     int8_t *want = calloc((size_t)B, 1);
     float *logits = malloc(sizeof(float) * n_vocab);
     int seq = gw_seq_open(c);
+    if (stream_window > 0 && gw_seq_set_streaming(c, seq, stream_sink, stream_window) != 0)
+        die("%s", "--streaming: cannot stream this sequence");
     double t_start = 0;
     const int warm = pp ? 0 : 1, timed_from = depth + warm;
     int total = timed_from + n;
@@ -847,15 +848,19 @@ static double bench_once(gw_context *c, int n_vocab, int depth, int n, bool pp, 
             if (depth_kept) *depth_kept = gw_seq_len(c, seq);
         }
         if (done == timed_from) t_start = now_s();
+        if (done == depth && depth_kept && stream_window > 0) *depth_kept = gw_seq_len(c, seq);
         int limit = done < depth ? depth : total;
         if (done >= depth && done < timed_from) limit = timed_from;
         int m = limit - done;
         if (done >= depth && !pp) m = 1;
         if (m > B) m = B;
+        if (stream_window > 0 && m > stream_window) m = stream_window; /* a chunk must fit in the window */
+        /* positions follow the cache (streaming: within sinks + window) */
+        const int base = gw_seq_len(c, seq) + gw_seq_kv_compressed(c, seq);
         for (int i = 0; i < m; i++) {
             tok[i] = random_token(n_vocab);
             seqv[i] = seq;
-            pos[i] = done + i;
+            pos[i] = base + i;
             want[i] = (i == m - 1);
         }
         gw_batch b = {m, tok, seqv, pos, want};
@@ -873,6 +878,7 @@ static int cmd_bench(int argc, char **argv) {
     int pp = 512, tg = 128, reps = 3, threads = 0, batch = 512, kv_block = 0, device = GW_DEVICE_CPU;
     int kv_type = GW_KV_F16;
     gw_kv_select sel = {0};
+    int stream_sink = 0, stream_window = 0;
     bool json = false;
     int depths[16] = {0}, n_depths = 1;
     for (int i = 2; i < argc; i++) {
@@ -890,6 +896,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--kv-block")) kv_block = parse_int(NEXT(), a);
         else if (!strcmp(a, "--kv-type")) kv_type = parse_kv_type(NEXT());
         else if (!strcmp(a, "--kv-select")) parse_kv_select(NEXT(), &sel);
+        else if (!strcmp(a, "--streaming")) parse_streaming(NEXT(), &stream_sink, &stream_window);
         else if (!strcmp(a, "--device")) device = parse_device(NEXT());
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--depth")) {
@@ -933,12 +940,17 @@ static int cmd_bench(int argc, char **argv) {
     gw_kv_select_describe(&sel, sel_desc, sizeof sel_desc);
     if (sel.policy != GW_SELECT_NONE && kv_type != GW_KV_F16)
         die("%s", "--kv-select needs the f16 KV cache (not --kv-type int8/int4) for now");
+    if (stream_window > 0) {
+        if (sel.policy != GW_SELECT_NONE || kv_type != GW_KV_F16)
+            die("%s", "--streaming needs the f16 KV cache and no --kv-select for now");
+        snprintf(sel_desc, sizeof sel_desc, "streaming:%d,%d", stream_sink, stream_window);
+    }
     if (!json)
         printf("%s\n%s, KV %s (%zu bytes/token), kv-select %s\n%-8s %6s %14s %10s\n", desc, dev,
                gw_kv_type_name(kv_type), gw_context_kv_bytes_per_token(c), sel_desc, "test", "depth", "tok/s",
                "GB/s");
     gw_kv_select none = {0};
-    bench_once(c, V, 0, 16, true, &none, NULL); /* warm-up: page in the weights */
+    bench_once(c, V, 0, 16, true, &none, 0, 0, NULL); /* warm-up: page in the weights */
     for (int di = 0; di < n_depths; di++) {
         for (int kind = 0; kind < 2; kind++) {
             int n = kind == 0 ? pp : tg;
@@ -946,7 +958,7 @@ static int cmd_bench(int argc, char **argv) {
             double sum = 0, sum_sq = 0;
             int kept = depths[di];
             for (int r = 0; r < reps; r++) {
-                double el = bench_once(c, V, depths[di], n, kind == 0, &sel, &kept);
+                double el = bench_once(c, V, depths[di], n, kind == 0, &sel, stream_sink, stream_window, &kept);
                 double tps = n / el;
                 sum += tps;
                 sum_sq += tps * tps;

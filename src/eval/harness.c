@@ -106,7 +106,7 @@ int gw_eval_generate(gw_eval_engine *e, const gw_eval_sample *s, gw_eval_output 
     }
     double t0 = now_s();
     if (e->stream_window > 0 && gw_seq_set_streaming(e->ctx, seq, e->stream_sink, e->stream_window) != 0) {
-        snprintf(err, errlen, "eval: cannot stream this sequence (needs an f16 KV cache on the CPU)");
+        snprintf(err, errlen, "eval: cannot stream this sequence (needs an f16 KV cache)");
         rc = -1;
     }
     if (rc == 0 && gw_kv_select_begin(e->ctx, seq, &e->select, n) != 0) {

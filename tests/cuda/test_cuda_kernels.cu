@@ -862,6 +862,62 @@ static void test_kv_append(int BS, int KV, int D, gw_cuda_dtype st) {
     result(bad == 0, "%s: %lld page elements differ (stored values, and everything else untouched)", name, bad);
 }
 
+/* gw_cuda_kv_shift against the CPU pool's rule: slots [src, src + n) move to
+ * [dst, dst + n) through the block table (both layers, every head), values
+ * and non-rotary key dimensions bit for bit, key pairs rotated by the given
+ * (cos, sin) (within one bf16 rounding of the host's f32 product), every
+ * other slot untouched; overlapping ranges (n > src - dst) need the passes. */
+static void test_kv_shift(int BS, int KV, int D, int rope_dim, int style, int src, int dst, int n) {
+    char name[160];
+    snprintf(name, sizeof name, "kv_shift block %d heads %d dim %d rope %d %s slots %d..%d -> %d", BS, KV, D, rope_dim,
+             style ? "neox" : "norm", src, src + n, dst);
+    if (!selected(name)) return;
+    const int nb = (src + n + BS - 1) / BS + 2;
+    Pages pg(BS, KV, D, nb);
+    for (auto &x : pg.k) x = f2bf(4.0f * rndu());
+    for (auto &x : pg.v) x = f2bf(rndu());
+    std::vector<int32_t> table(nb);
+    for (int i = 0; i < nb; i++) table[i] = i;
+    for (int i = nb - 1; i > 0; i--) std::swap(table[i], table[rndi(i + 1)]);
+    const int half = rope_dim / 2, e = src - dst;
+    std::vector<float> cs(2 * half + 1);
+    for (int i = 0; i < half; i++) {
+        const double ang = -(double)e * pow(10000.0, -2.0 * i / rope_dim);
+        cs[2 * i] = (float)cos(ang), cs[2 * i + 1] = (float)sin(ang);
+    }
+    /* expected: ascending slot order on the host (what the passes must equal) */
+    Pages want = pg;
+    for (int j = 0; j < n; j++) {
+        const int s = src + j, d = dst + j;
+        for (int l = 0; l < 2; l++)
+            for (int h = 0; h < KV; h++) {
+                const size_t so = (size_t)table[s / BS] * pg.block_stride + l * pg.layer_off + ((size_t)h * BS + s % BS) * D;
+                const size_t dof = (size_t)table[d / BS] * pg.block_stride + l * pg.layer_off + ((size_t)h * BS + d % BS) * D;
+                std::vector<uint16_t> k(want.k.begin() + so, want.k.begin() + so + D);
+                for (int x = 0; x < D; x++) want.v[dof + x] = want.v[so + x];
+                for (int x = rope_dim; x < D; x++) want.k[dof + x] = k[x];
+                for (int i = 0; i < half; i++) {
+                    const int d1 = style ? i : 2 * i, d2 = style ? i + half : 2 * i + 1;
+                    const float a = bf2f(k[d1]), b = bf2f(k[d2]);
+                    want.k[dof + d1] = f2bf(a * cs[2 * i] - b * cs[2 * i + 1]);
+                    want.k[dof + d2] = f2bf(a * cs[2 * i + 1] + b * cs[2 * i]);
+                }
+            }
+    }
+    Dev dk = upload(pg.k), dv = upload(pg.v), dt = upload(table), dcs = upload(cs);
+    gw_cuda_kv kv = dev_kv(pg, dk, dv);
+    kv.k = dk.as<uint16_t>(), kv.v = dv.as<uint16_t>(); /* layer 0's view, two layers */
+    GW(gw_cuda_kv_shift(&kv, 2, dt.as<int32_t>(), src, dst, n, dcs.as<float>(), rope_dim, style, NULL), name);
+    std::vector<uint16_t> gk(pg.k.size()), gv(pg.v.size());
+    dk.down(gk.data()), dv.down(gv.data());
+    long long bad = 0;
+    for (size_t i = 0; i < gk.size(); i++) {
+        const float g = bf2f(gk[i]), w = bf2f(want.k[i]);
+        bad += gv[i] != want.v[i] || !(gk[i] == want.k[i] || fabsf(g - w) <= fabsf(w) / 128 + 1e-30f);
+    }
+    result(bad == 0, "%s: %lld of %zu elements differ", name, bad, 2 * gk.size());
+}
+
 /* ------------------------------------------------------------- attention */
 
 struct SeqSpec {
@@ -1350,6 +1406,11 @@ int main(int argc, char **argv) {
     test_decode(64, 16, 2, 64, {1, 700, 2049}, 5);
     test_decode(128, 40, 2, 16, {300, 64}, 4); /* group 20: two chunks of query heads */
     test_decode(64, 12, 2, 16, {129}, 1);      /* group 6 (Qwen2.5-1.5B) */
+
+    /* streaming: the window moves down, keys re-rotated (overlapping and disjoint ranges) */
+    test_kv_shift(16, 2, 128, 128, 0, 20, 4, 100);
+    test_kv_shift(16, 3, 64, 32, 1, 68, 4, 40);
+    test_kv_shift(32, 2, 128, 64, 1, 260, 4, 600);
 
     /* quantized KV pages: sealing, and attention over sealed + open pages */
     for (int qt : {GW_CUDA_KV_INT8, GW_CUDA_KV_INT4}) {

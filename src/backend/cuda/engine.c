@@ -101,6 +101,8 @@ struct gw_cuda_engine {
     uint32_t *kp, *vp;
     int64_t q_block_stride, p_block_stride;
     int32_t *seal_d;     /* device lists of pages and blocks to seal or unseal */
+    int32_t *shift_d;    /* streaming: a block table and (cos, sin) pairs */
+    float *inv_freq_h;   /* host copy of the RoPE frequencies (streaming's rotations) */
     size_t kv_bytes;
     /* activations, for n_batch tokens */
     float *x, *delta, *qkv, *gu;
@@ -254,7 +256,7 @@ void gw_cuda_engine_free(gw_cuda_engine *e) {
     if (e->output.d && e->output.d != e->tok_embd.d) gw_cuda_free(e->output.d);
     void *ps[] = {e->tok_embd.d, e->output_norm, e->inv_freq, e->k, e->v, e->x, e->delta, e->qkv, e->gu,
                   e->xn, e->qb, e->att, e->act, e->wdq, e->logits, e->ws, e->stage_d,
-                  e->kq, e->vq, e->kp, e->vp, e->seal_d};
+                  e->kq, e->vq, e->kp, e->vp, e->seal_d, e->shift_d};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
         if (ps[i]) gw_cuda_free(ps[i]);
     gw_cuda_host_free(e->stage_h);
@@ -262,6 +264,7 @@ void gw_cuda_engine_free(gw_cuda_engine *e) {
     gw_cuda_stream_free(e->stream);
     free(e->perm);
     free(e->inv);
+    free(e->inv_freq_h);
     free(e);
 }
 
@@ -351,8 +354,10 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
     }
     e->perm = malloc(B * sizeof(int32_t));
     e->inv = malloc(B * sizeof(int32_t));
+    e->inv_freq_h = malloc((size_t)(m->rope_dim / 2 + 1) * sizeof(float));
+    if (e->inv_freq_h) memcpy(e->inv_freq_h, inv_freq, (size_t)(m->rope_dim / 2) * sizeof(float));
     e->layers = calloc((size_t)m->n_layer, sizeof *e->layers);
-    if (!e->perm || !e->inv || !e->layers) {
+    if (!e->perm || !e->inv || !e->layers || !e->inv_freq_h) {
         gw_set_err(err, errlen, "CUDA backend: out of memory");
         goto fail;
     }
@@ -413,6 +418,7 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
         CK(gw_cuda_memset(e->vp, 0, prms, NULL));
         CK(gw_cuda_malloc((void **)&e->seal_d, 2 * (size_t)n_blocks * sizeof(int32_t)));
     }
+    CK(gw_cuda_malloc((void **)&e->shift_d, ((size_t)n_blocks + (size_t)m->rope_dim) * sizeof(int32_t)));
     CK(gw_cuda_malloc((void **)&e->x, B * E * 4));
     CK(gw_cuda_malloc((void **)&e->delta, B * E * 4));
     CK(gw_cuda_malloc((void **)&e->xn, B * E * 2));
@@ -474,6 +480,31 @@ int gw_cuda_engine_unseal(void *engine, int32_t block, int32_t page) {
     if (gw_cuda_memcpy(e->seal_d, ids, sizeof ids, GW_CUDA_H2D, e->stream) != 0) return -1;
     gw_cuda_kv kv = layer_kv(e, 0);
     return gw_cuda_kv_unseal(&kv, e->m->n_layer, e->seal_d, e->seal_d + 1, 1, e->stream) != 0 ? -1 : 0;
+}
+
+int gw_cuda_engine_shift(gw_cuda_engine *e, const int32_t *blocks, int32_t n_blocks, int32_t src, int32_t dst,
+                         int32_t n) {
+    const gw_model *m = e->m;
+    const int half = m->rope_dim / 2;
+    if (n_blocks <= 0 || n_blocks > e->n_blocks || dst >= src || n < 0) return -1;
+    if (n == 0) return 0;
+    /* rotation by -(src - dst) positions, in double as the CPU pool computes it */
+    float *cs = malloc((size_t)(2 * half + 1) * sizeof(float));
+    if (!cs) return -1;
+    for (int i = 0; i < half; i++) {
+        const double ang = -(double)(src - dst) * e->inv_freq_h[i];
+        cs[2 * i] = (float)cos(ang);
+        cs[2 * i + 1] = (float)sin(ang);
+    }
+    float *cs_d = (float *)(e->shift_d + e->n_blocks);
+    int rc = gw_cuda_memcpy(e->shift_d, blocks, (size_t)n_blocks * 4, GW_CUDA_H2D, e->stream) != 0 ||
+             (half && gw_cuda_memcpy(cs_d, cs, (size_t)2 * half * 4, GW_CUDA_H2D, e->stream) != 0);
+    free(cs);
+    if (rc) return -1;
+    gw_cuda_kv kv = layer_kv(e, 0);
+    return gw_cuda_kv_shift(&kv, m->n_layer, e->shift_d, src, dst, n, cs_d, m->rope_dim, m->rope_style, e->stream) != 0
+               ? -1
+               : 0;
 }
 
 int gw_cuda_engine_copy_page(void *engine, int32_t dst, int32_t src) {

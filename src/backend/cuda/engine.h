@@ -59,6 +59,10 @@ int gw_cuda_engine_copy_block(void *engine, int32_t dst, int32_t src);
 int gw_cuda_engine_copy_page(void *engine, int32_t dst, int32_t src);
 int gw_cuda_engine_seal(void *engine, const int32_t *pages, const int32_t *blocks, int32_t n);
 int gw_cuda_engine_unseal(void *engine, int32_t block, int32_t page);
+/* Streaming: slots [src, src + n) of the sequence with this block table move
+ * down to [dst, dst + n), keys re-rotated (gw_cuda_kv_shift). 0 or -1. */
+int gw_cuda_engine_shift(gw_cuda_engine *e, const int32_t *blocks, int32_t n_blocks, int32_t src, int32_t dst,
+                         int32_t n);
 /* "NVIDIA H200, compute capability 9.0, ...; weights 15.0 GiB, KV 16.0 GiB" */
 void gw_cuda_engine_describe(const gw_cuda_engine *e, char *buf, size_t buflen);
 #endif

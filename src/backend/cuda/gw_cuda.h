@@ -234,6 +234,18 @@ int gw_cuda_rope_qkv(const gw_cuda_kv *kv, const float *qkv, int64_t qkv_stride,
                      const int32_t *pos, const float *inv_freq, int rope_dim, int style, uint16_t *q_out,
                      int64_t q_stride, const int32_t *slot_mapping, void *stream);
 
+/* Streaming (attention sinks + window): moves slots [src, src + n) of one
+ * sequence (block table `table`, device) down to [dst, dst + n), dst < src, in
+ * every layer and KV head of a bf16 cache. Values are copied; keys are rotated
+ * back by e = src - dst positions: pair i (NORM: dims 2i, 2i+1; NEOX: i,
+ * i + rope_dim/2, as gw_cuda_rope's style) times (cos, sin) = cs_sn[2i],
+ * cs_sn[2i + 1] (device; the host computes cos/sin(-e * inv_freq[i]) in double,
+ * as the CPU pool does), dimensions past rope_dim copied. kv: layer 0's view,
+ * n_layer layers (gw_cuda_kv_seal's convention). Runs in passes of e slots, so
+ * that no pass reads a slot another pass of it writes. */
+int gw_cuda_kv_shift(const gw_cuda_kv *kv, int n_layer, const int32_t *table, int32_t src, int32_t dst, int32_t n,
+                     const float *cs_sn, int rope_dim, int style, void *stream);
+
 /* ---- attention over the paged cache (head_dim 64 or 128) ---- */
 
 /* Prefill (FlashAttention-2 style, tensor cores): a var-len batch of n_seqs
