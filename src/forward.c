@@ -20,6 +20,9 @@
 #include "backend/cpu/quant.h"
 #include "backend/cpu/threadpool.h"
 #include "backend/cuda/engine.h"
+#ifdef GODWIT_CUDA
+#include "backend/cuda/gw_cuda.h" /* device memory for KV selection scores */
+#endif
 #include "godwit.h"
 #include "kv/kv_cache.h"
 #include "kv/prefix_cache.h"
@@ -40,8 +43,20 @@ typedef struct {
 typedef struct {
     int32_t from_pos;    /* tokens at or past this position add their attention; -1: off */
     float *score;        /* [n_layer][n_head_kv][slot_cap] summed probabilities */
+    float *score_d;      /* the same in GPU memory, where a CUDA forward adds to it (NULL on the CPU) */
     int64_t compressed;  /* tokens dropped so far: next position = slots + compressed */
 } seq_select;
+
+/* Drops a sequence's selection scores (host and device). */
+static void select_free(seq_select *z) {
+    free(z->score);
+    z->score = NULL;
+#ifdef GODWIT_CUDA
+    if (z->score_d) gw_cuda_free(z->score_d);
+#endif
+    z->score_d = NULL;
+    z->from_pos = -1;
+}
 
 struct gw_context {
     gw_model *model;
@@ -74,6 +89,8 @@ struct gw_context {
     gw_cuda_run *runs;          /* [n_batch] the batch as runs, for the GPU */
     int32_t *out_rows;          /* [n_batch] */
     int32_t *gpu_pos;           /* [n_batch] positions handed to the GPU (streaming: shifted) */
+    int32_t *score_tok;         /* [n_batch] tokens adding to KV selection scores on the GPU */
+    float **score_ptr;          /* [n_batch] their sequences' device score arrays */
     int32_t *gpu_tables;        /* quantized KV on the GPU: the runs' block tables as the */
     size_t gpu_tables_cap;      /* kernels read them (open pages as -1 - page) */
 };
@@ -158,8 +175,10 @@ void gw_context_free(gw_context *c) {
     free(c->filled_blocks);
     free(c->tile_start);
     free(c->attn_parts);
-    for (int i = 0; i < MAX_SEQS; i++) free(c->select[i].score);
+    for (int i = 0; i < MAX_SEQS; i++) select_free(&c->select[i]);
     free(c->probs);
+    free(c->score_tok);
+    free(c->score_ptr);
     free(c);
 }
 
@@ -270,7 +289,9 @@ gw_context *gw_context_new(gw_model *m, const gw_context_params *params, char *e
         c->runs = malloc(B * sizeof *c->runs);
         c->out_rows = malloc(B * sizeof *c->out_rows);
         c->gpu_pos = malloc(B * sizeof *c->gpu_pos);
-        if (!c->runs || !c->out_rows || !c->gpu_pos) goto oom;
+        c->score_tok = malloc(B * sizeof *c->score_tok);
+        c->score_ptr = malloc(B * sizeof *c->score_ptr);
+        if (!c->runs || !c->out_rows || !c->gpu_pos || !c->score_tok || !c->score_ptr) goto oom;
         c->cuda = gw_cuda_engine_new(m, c->inv_freq, n_blocks, p->kv_block_size, p->n_batch, p->kv_type,
                                      c->kv.max_open, err, errlen);
         if (!c->cuda) {
@@ -324,9 +345,7 @@ static bool seq_valid(const gw_context *c, int seq) { return seq >= 0 && seq < M
 void gw_seq_close(gw_context *c, int seq) {
     if (!seq_valid(c, seq)) return;
     gw_kv_seq_release(&c->kv, &c->seqs[seq]);
-    free(c->select[seq].score);
-    c->select[seq].score = NULL;
-    c->select[seq].from_pos = -1;
+    select_free(&c->select[seq]);
     c->seq_used[seq] = false;
 }
 
@@ -339,8 +358,17 @@ void gw_seq_truncate(gw_context *c, int seq, int n) {
     if (c->seqs[seq].n_tokens == 0) z->compressed = 0; /* nothing left of what was compressed */
     if (z->score) { /* the dropped slots' statistics go with them */
         int32_t from = c->seqs[seq].n_tokens;
-        for (size_t t = 0; t < (size_t)c->model->n_layer * c->model->n_head_kv; t++)
+        for (size_t t = 0; t < (size_t)c->model->n_layer * c->model->n_head_kv; t++) {
             memset(z->score + t * c->slot_cap + from, 0, (size_t)(c->slot_cap - from) * sizeof(float));
+#ifdef GODWIT_CUDA
+            if (z->score_d)
+                gw_cuda_memset(z->score_d + t * c->slot_cap + from, 0, (size_t)(c->slot_cap - from) * sizeof(float),
+                               NULL);
+#endif
+        }
+#ifdef GODWIT_CUDA
+        if (z->score_d) gw_cuda_sync(NULL);
+#endif
     }
 }
 
@@ -408,22 +436,39 @@ int gw_kv_select_end(gw_context *c, int seq, const gw_kv_select *k, int n_prompt
 }
 
 int gw_seq_kv_score(gw_context *c, int seq, int from_pos) {
-    if (!seq_valid(c, seq) || c->cuda || c->kv.type != GW_KV_F16 || c->stream[seq].n_window > 0) return -1;
+    if (!seq_valid(c, seq) || c->kv.type != GW_KV_F16 || c->stream[seq].n_window > 0) return -1;
     const gw_model *m = c->model;
     seq_select *z = &c->select[seq];
     if (from_pos < 0) {
-        free(z->score);
-        z->score = NULL;
-        z->from_pos = -1;
+        select_free(z);
         return 0;
     }
+    const size_t n_scores = (size_t)m->n_layer * m->n_head_kv * c->slot_cap;
+#ifdef GODWIT_CUDA
+    if (c->cuda) { /* the forward adds to device scores; compression reads them back */
+        if (!z->score_d) {
+            if (gw_cuda_malloc((void **)&z->score_d, n_scores * sizeof(float)) != 0) return -1;
+            /* (the legacy stream: synchronized here, as the engine's stream does not wait for it) */
+            if (gw_cuda_memset(z->score_d, 0, n_scores * sizeof(float), NULL) != 0 || gw_cuda_sync(NULL) != 0) {
+                select_free(z);
+                return -1;
+            }
+        }
+        if (!z->score && !(z->score = malloc(n_scores * sizeof(float)))) {
+            select_free(z);
+            return -1;
+        }
+        z->from_pos = from_pos;
+        return 0;
+    }
+#endif
     if (!c->probs) {
         size_t per = (size_t)(m->n_head / m->n_head_kv) * c->slot_cap;
         c->probs = malloc((size_t)gw_threadpool_size(c->pool) * per * sizeof(float));
         if (!c->probs) return -1;
     }
     if (!z->score) {
-        z->score = calloc((size_t)m->n_layer * m->n_head_kv * c->slot_cap, sizeof(float));
+        z->score = calloc(n_scores, sizeof(float));
         if (!z->score) return -1;
     }
     z->from_pos = from_pos;
@@ -440,6 +485,7 @@ typedef struct {
     int32_t budget, n_recent;
     int pool;
     int failed;
+    int32_t *keep;       /* GPU pages: [n_layer * n_head_kv][budget] chosen slots, gathered after */
 } compress_job;
 
 typedef struct {
@@ -490,7 +536,8 @@ static void compress_task(void *arg, int64_t task, int thread) {
     for (int32_t i = 0; i < top; i++) keep[i] = r[i].i;
     qsort(keep, (size_t)top, sizeof *keep, by_index);
     for (int32_t i = 0; i < j->n_recent; i++) keep[top + i] = old + i;
-    if (gw_kv_seq_gather(&c->kv, s, layer, head, keep, j->budget) != 0) j->failed = 1;
+    if (j->keep) memcpy(j->keep + (size_t)task * j->budget, keep, sizeof(int32_t) * j->budget);
+    else if (gw_kv_seq_gather(&c->kv, s, layer, head, keep, j->budget) != 0) j->failed = 1;
     free(r);
     free(keep);
 }
@@ -504,8 +551,25 @@ int gw_seq_kv_compress(gw_context *c, int seq, int budget, int n_recent, int poo
     if (n > budget) {
         for (int32_t i = 0; i < s->n_blocks; i++)
             if (c->kv.refcount[s->blocks[i]] > 1) return -1; /* shared with the prefix cache */
-        compress_job j = {c, seq, budget, n_recent, pool, 0};
-        gw_threadpool_run(c->pool, compress_task, &j, (int64_t)c->model->n_layer * c->model->n_head_kv);
+        const int64_t tiles = (int64_t)c->model->n_layer * c->model->n_head_kv;
+        compress_job j = {c, seq, budget, n_recent, pool, 0, NULL};
+#ifdef GODWIT_CUDA
+        if (c->cuda) { /* scores come back from the GPU; the choice is made here, the gather there */
+            seq_select *z = &c->select[seq];
+            j.keep = malloc((size_t)tiles * budget * sizeof(int32_t));
+            if (!j.keep || gw_cuda_memcpy(z->score, z->score_d, (size_t)tiles * c->slot_cap * sizeof(float),
+                                          GW_CUDA_D2H, NULL) != 0) {
+                free(j.keep);
+                return -1;
+            }
+        }
+#endif
+        gw_threadpool_run(c->pool, compress_task, &j, tiles);
+#ifdef GODWIT_CUDA
+        if (c->cuda && !j.failed && gw_cuda_engine_gather(c->cuda, s->blocks, s->n_blocks, j.keep, budget) != 0)
+            j.failed = 1;
+#endif
+        free(j.keep);
         if (j.failed) return -1; /* out of memory: some tiles may have moved, the sequence is unusable */
         s->n_tokens = budget;
         gw_kv_seq_truncate(&c->kv, s, budget);
@@ -1008,7 +1072,17 @@ static int forward_cuda(gw_context *c, const gw_batch *b, const int32_t *pos_shi
     }
     /* positions as RoPE sees them: a streaming sequence's moved down by what it just evicted */
     for (int t = 0; t < T; t++) c->gpu_pos[t] = b->pos[t] - pos_shift[b->seq[t]];
-    gw_cuda_batch cb = {T, b->token, c->gpu_pos, c->tok_visible, n_runs, c->runs, n_out, c->out_rows};
+    /* KV selection: the tokens whose attention scores their sequence's slots */
+    int n_score = 0;
+    for (int t = 0; t < T; t++) {
+        const seq_select *z = &c->select[b->seq[t]];
+        if (z->score_d && b->pos[t] >= z->from_pos) {
+            c->score_tok[n_score] = t;
+            c->score_ptr[n_score++] = z->score_d;
+        }
+    }
+    gw_cuda_batch cb = {T, b->token, c->gpu_pos, c->tok_visible, n_runs, c->runs, n_out, c->out_rows,
+                        n_score, c->score_tok, c->score_ptr, c->slot_cap};
     if (gw_cuda_engine_forward(c->cuda, &cb, out, err, errlen) != 0) {
         /* the pages of this batch may be half written: forget its tokens */
         for (int t = 0; t < T; t++) {

@@ -110,7 +110,7 @@ int gw_eval_generate(gw_eval_engine *e, const gw_eval_sample *s, gw_eval_output 
         rc = -1;
     }
     if (rc == 0 && gw_kv_select_begin(e->ctx, seq, &e->select, n) != 0) {
-        snprintf(err, errlen, "eval: cannot start the KV selection policy (needs an f16 KV cache on the CPU)");
+        snprintf(err, errlen, "eval: cannot start the KV selection policy (needs an f16 KV cache)");
         rc = -1;
     }
     /* positions follow the cache: a streaming sequence's stay within its sinks + window

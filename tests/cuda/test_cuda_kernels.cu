@@ -1069,6 +1069,102 @@ static void test_decode(int D, int H, int KV, int BS, const std::vector<int> &le
     c.report(full);
 }
 
+/* ------------------------------------------------- KV selection */
+
+/* gw_cuda_attention_probs_add against softmax in double: several rows of two
+ * sequences (the rows of one sequence add into the same scores), each seeing
+ * its own number of slots, summed over the KV head's query group. */
+static void test_probs_add(int D, int H, int KV, int BS) {
+    char name[128];
+    snprintf(name, sizeof name, "attention_probs_add dim %d heads %d/%d block %d", D, H, KV, BS);
+    if (!selected(name)) return;
+    AttnSetup a(BS, KV, D, {{300, 40}, {77, 5}});
+    const int G = H / KV, cap = 400;
+    /* rows: sequence 0 sees 301..340 slots (its last 40 tokens), sequence 1 78..82 */
+    std::vector<int32_t> rows, lens, trows;
+    std::vector<int64_t> off; /* element offsets of each row's scores */
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < (s ? 5 : 40); i++) {
+            rows.push_back((int)rows.size());
+            lens.push_back((s ? 78 : 301) + i);
+            trows.push_back(s);
+            off.push_back((int64_t)s * KV * cap);
+        }
+    const int R = (int)rows.size();
+    const int64_t q_stride = (int64_t)H * D + 8;
+    std::vector<uint16_t> q((size_t)R * q_stride);
+    for (auto &e : q) e = f2bf(2.0f * rndu());
+    std::vector<float> sc0((size_t)2 * KV * cap + 7, 0.5f); /* scores add to what is there */
+    Dev dk = upload(a.pg.k), dv = upload(a.pg.v), dq = upload(q), dr = upload(rows), dl = upload(lens),
+        dtr = upload(trows), dt = upload(a.tables), dsc = upload(sc0);
+    std::vector<float *> ptrs;
+    for (int64_t o : off) ptrs.push_back(dsc.as<float>() + o); /* and score_off 7 (a layer's offset) */
+    Dev dptr = upload(ptrs);
+    gw_cuda_kv kv = dev_kv(a.pg, dk, dv);
+    const float scale = 1.0f / sqrtf((float)D);
+    GW(gw_cuda_attention_probs_add(&kv, dq.as<uint16_t>(), q_stride, R, dr.as<int32_t>(), dl.as<int32_t>(),
+                                   dtr.as<int32_t>(), dt.as<int32_t>(), a.max_blocks, H, scale,
+                                   dptr.as<float *>(), 7, cap, NULL),
+       name);
+    std::vector<float> got(sc0.size());
+    dsc.down(got.data());
+    std::vector<double> want(sc0.begin(), sc0.end());
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < H; h++) {
+            const int s = trows[r], n = lens[r], kvh = h / G;
+            std::vector<double> e(n);
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j < n; j++) {
+                double dot = 0;
+                for (int d = 0; d < D; d++)
+                    dot += (double)bf2f(q[(size_t)r * q_stride + (size_t)h * D + d]) * a.K(s, j, kvh, d);
+                e[j] = dot * scale;
+                mx = std::max(mx, e[j]);
+            }
+            for (int j = 0; j < n; j++) sum += (e[j] = exp(e[j] - mx));
+            for (int j = 0; j < n; j++) want[(size_t)off[r] + 7 + (size_t)kvh * cap + j] += e[j] / sum;
+        }
+    Cmp c(2e-5, 2e-4);
+    for (size_t i = 0; i < got.size(); i++) c.add(got[i], want[i]);
+    c.report(name);
+}
+
+/* gw_cuda_kv_gather: per KV head, slots keep[h][i] -> i (any order, repeats
+ * allowed), the rest of the pages untouched. */
+static void test_kv_gather(int D, int KV, int BS) {
+    char name[128];
+    snprintf(name, sizeof name, "kv_gather dim %d heads %d block %d", D, KV, BS);
+    if (!selected(name)) return;
+    AttnSetup a(BS, KV, D, {{500, 1}});
+    const int n = 501, budget = 130;
+    std::vector<int32_t> keep((size_t)KV * budget);
+    for (int h = 0; h < KV; h++) {
+        std::vector<int32_t> perm(n);
+        for (int i = 0; i < n; i++) perm[i] = i;
+        for (int i = n - 1; i > 0; i--) std::swap(perm[i], perm[rndi(i + 1)]);
+        if (h == 0) std::sort(perm.begin(), perm.begin() + budget); /* head 0 ascending, the others shuffled */
+        for (int i = 0; i < budget; i++) keep[(size_t)h * budget + i] = perm[i];
+    }
+    Dev dk = upload(a.pg.k), dv = upload(a.pg.v), dt = upload(a.tables), dkeep = upload(keep);
+    gw_cuda_kv kv = dev_kv(a.pg, dk, dv);
+    const size_t sb = gw_cuda_kv_gather_scratch(&kv, budget);
+    Dev scratch(sb);
+    GW(gw_cuda_kv_gather(&kv, dt.as<int32_t>(), dkeep.as<int32_t>(), budget, scratch.p, sb, NULL), name);
+    std::vector<uint16_t> gk(a.pg.k.size()), gv(a.pg.v.size());
+    dk.down(gk.data()), dv.down(gv.data());
+    Pages want = a.pg;
+    for (int h = 0; h < KV; h++)
+        for (int i = 0; i < budget; i++)
+            for (int d = 0; d < D; d++) {
+                const int src = keep[(size_t)h * budget + i];
+                want.k[want.at(a.tables[i / BS], h, i % BS, d)] = a.pg.k[a.pg.at(a.tables[src / BS], h, src % BS, d)];
+                want.v[want.at(a.tables[i / BS], h, i % BS, d)] = a.pg.v[a.pg.at(a.tables[src / BS], h, src % BS, d)];
+            }
+    long long bad = 0;
+    for (size_t i = 0; i < gk.size(); i++) bad += gk[i] != want.k[i] || gv[i] != want.v[i];
+    result(bad == 0, "%s: %lld page elements differ", name, bad);
+}
+
 /* ------------------------------------------------- quantized KV (KIVI) */
 
 /* The sealed side of a Pages (two layers per block, as Pages): codes and
@@ -1411,6 +1507,12 @@ int main(int argc, char **argv) {
     test_kv_shift(16, 2, 128, 128, 0, 20, 4, 100);
     test_kv_shift(16, 3, 64, 32, 1, 68, 4, 40);
     test_kv_shift(32, 2, 128, 64, 1, 260, 4, 600);
+
+    /* KV selection: scores and the gather of kept slots */
+    test_probs_add(128, 32, 8, 16);
+    test_probs_add(64, 9, 3, 64);
+    test_kv_gather(128, 8, 16);
+    test_kv_gather(64, 3, 32);
 
     /* quantized KV pages: sealing, and attention over sealed + open pages */
     for (int qt : {GW_CUDA_KV_INT8, GW_CUDA_KV_INT4}) {

@@ -68,7 +68,9 @@ typedef struct {
     int T, nd, np, n_out;
     int sd, sp;          /* block table row strides: decode runs, prefill runs */
     int max_q_len, max_kv_d, n_splits;
-    size_t tok, pos, slot, out, kvl_d, bt_d, cu_p, kvl_p, bt_p, n_ints;
+    int n_score;         /* rows that add to KV selection scores */
+    int64_t score_cap;
+    size_t tok, pos, slot, out, kvl_d, bt_d, cu_p, kvl_p, bt_p, sc_row, sc_len, sc_tab, sc_ptr, n_ints;
 } plan;
 
 typedef struct {
@@ -116,6 +118,7 @@ struct gw_cuda_engine {
     int32_t *stage_h, *stage_d; /* per-forward host data: pinned staging and its device copy */
     size_t stage_ints;
     int32_t *perm, *inv;  /* host: [n_batch] batch order -> engine order and back */
+    int32_t *tok_len, *tok_tab; /* host: [n_batch] slots a token sees, its table's offset in staging */
     /* graphs */
     bool use_graphs;
     graph_entry graphs[MAX_GRAPHS];
@@ -264,6 +267,8 @@ void gw_cuda_engine_free(gw_cuda_engine *e) {
     gw_cuda_stream_free(e->stream);
     free(e->perm);
     free(e->inv);
+    free(e->tok_len);
+    free(e->tok_tab);
     free(e->inv_freq_h);
     free(e);
 }
@@ -354,10 +359,12 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
     }
     e->perm = malloc(B * sizeof(int32_t));
     e->inv = malloc(B * sizeof(int32_t));
+    e->tok_len = malloc(B * sizeof(int32_t));
+    e->tok_tab = malloc(B * sizeof(int32_t));
     e->inv_freq_h = malloc((size_t)(m->rope_dim / 2 + 1) * sizeof(float));
     if (e->inv_freq_h) memcpy(e->inv_freq_h, inv_freq, (size_t)(m->rope_dim / 2) * sizeof(float));
     e->layers = calloc((size_t)m->n_layer, sizeof *e->layers);
-    if (!e->perm || !e->inv || !e->layers || !e->inv_freq_h) {
+    if (!e->perm || !e->inv || !e->tok_len || !e->tok_tab || !e->layers || !e->inv_freq_h) {
         gw_set_err(err, errlen, "CUDA backend: out of memory");
         goto fail;
     }
@@ -507,6 +514,30 @@ int gw_cuda_engine_shift(gw_cuda_engine *e, const int32_t *blocks, int32_t n_blo
                : 0;
 }
 
+int gw_cuda_engine_gather(gw_cuda_engine *e, const int32_t *blocks, int32_t n_blocks, const int32_t *keep,
+                          int32_t budget) {
+    const gw_model *m = e->m;
+    const int KV = m->n_head_kv;
+    if (n_blocks <= 0 || n_blocks > e->n_blocks || budget <= 0 || e->kv_type != GW_CUDA_KV_BF16) return -1;
+    gw_cuda_kv kv0 = layer_kv(e, 0);
+    const size_t scratch_bytes = gw_cuda_kv_gather_scratch(&kv0, budget);
+    const size_t keep_bytes = (size_t)m->n_layer * KV * budget * sizeof(int32_t);
+    void *scratch = NULL;
+    int32_t *keep_d = NULL;
+    int rc = gw_cuda_malloc(&scratch, scratch_bytes) != 0 || gw_cuda_malloc((void **)&keep_d, keep_bytes) != 0 ||
+             gw_cuda_memcpy(e->shift_d, blocks, (size_t)n_blocks * 4, GW_CUDA_H2D, e->stream) != 0 ||
+             gw_cuda_memcpy(keep_d, keep, keep_bytes, GW_CUDA_H2D, e->stream) != 0;
+    for (int l = 0; !rc && l < m->n_layer; l++) {
+        gw_cuda_kv kv = layer_kv(e, l);
+        rc = gw_cuda_kv_gather(&kv, e->shift_d, keep_d + (size_t)l * KV * budget, budget, scratch, scratch_bytes,
+                               e->stream) != 0;
+    }
+    if (gw_cuda_sync(e->stream) != 0) rc = 1; /* before the scratch goes */
+    if (scratch) gw_cuda_free(scratch);
+    if (keep_d) gw_cuda_free(keep_d);
+    return rc ? -1 : 0;
+}
+
 int gw_cuda_engine_copy_page(void *engine, int32_t dst, int32_t src) {
     gw_cuda_engine *e = engine;
     size_t n = (size_t)e->block_stride * sizeof(uint16_t);
@@ -605,6 +636,13 @@ static int make_plan(gw_cuda_engine *e, const gw_cuda_batch *b, plan *p, char *e
     p->cu_p = o, o += p->np + 1;
     p->kvl_p = o, o += p->np;
     p->bt_p = o, o += (size_t)p->np * p->sp;
+    p->n_score = b->n_score;
+    p->score_cap = b->score_cap;
+    p->sc_row = o, o += p->n_score;
+    p->sc_len = o, o += p->n_score;
+    p->sc_tab = o, o += p->n_score;
+    o = (o + 1) & ~(size_t)1; /* pointers: 8-byte aligned */
+    p->sc_ptr = o, o += 2 * (size_t)p->n_score;
     o = (o + 3) & ~(size_t)3; /* keep the next user's 16-byte alignment */
     p->n_ints = o;
     if (o > e->stage_ints) {
@@ -632,10 +670,13 @@ static int make_plan(gw_cuda_engine *e, const gw_cuda_batch *b, plan *p, char *e
         for (int r = 0; r < b->n_runs; r++) {
             const gw_cuda_run *u = &b->runs[r];
             if ((u->n == 1) != (pass == 0)) continue;
+            const int32_t tab = (int32_t)(pass == 0 ? p->bt_d + (size_t)id * p->sd : p->bt_p + (size_t)ip * p->sp);
             for (int i = 0; i < u->n; i++) {
                 int t = u->first + i;
                 e->perm[k] = t;
                 e->inv[t] = k;
+                e->tok_len[t] = u->kv_len - (u->n - 1 - i); /* causal: the slots up to its own */
+                e->tok_tab[t] = tab;
                 k++;
             }
             int32_t *row;
@@ -665,6 +706,13 @@ static int make_plan(gw_cuda_engine *e, const gw_cuda_batch *b, plan *p, char *e
         s[p->slot + i] = b->slot[e->perm[i]];
     }
     for (int i = 0; i < p->n_out; i++) s[p->out + i] = e->inv[b->out_rows[i]];
+    for (int i = 0; i < p->n_score; i++) {
+        const int32_t t = b->score_tok[i];
+        s[p->sc_row + i] = e->inv[t];
+        s[p->sc_len + i] = e->tok_len[t];
+        s[p->sc_tab + i] = e->tok_tab[t];
+        memcpy(s + p->sc_ptr + 2 * (size_t)i, &b->score_ptr[i], sizeof(float *));
+    }
     return 0;
 }
 
@@ -740,6 +788,10 @@ static int launch_forward(gw_cuda_engine *e, const plan *p) {
             RUN(gw_cuda_attention_prefill(&kv, e->qb + (size_t)p->nd * qd, qd, e->att + (size_t)p->nd * qd, qd,
                                           p->np, sd + p->cu_p, sd + p->kvl_p, sd + p->bt_p, p->sp, p->max_q_len, H,
                                           scale, st));
+        if (p->n_score) /* tables: element offsets into the staging copy */
+            RUN(gw_cuda_attention_probs_add(&kv, e->qb, qd, p->n_score, sd + p->sc_row, sd + p->sc_len,
+                                            sd + p->sc_tab, sd, 1, H, scale, (float *const *)(sd + p->sc_ptr),
+                                            (int64_t)l * KV * p->score_cap, p->score_cap, st));
         RUN(matmul(e, &L->wo, e->att, T, e->delta, E));
         RUN(gw_cuda_add_rmsnorm(e->x, e->delta, GW_CUDA_F32, L->ffn_norm, e->xn, GW_CUDA_BF16, T, E, m->norm_eps,
                                 st));
@@ -807,7 +859,7 @@ int gw_cuda_engine_forward(gw_cuda_engine *e, const gw_cuda_batch *b, float *out
     plan p;
     if (make_plan(e, b, &p, err, errlen) != 0 || ensure_buffers(e, &p, err, errlen) != 0) return -1;
     int rc;
-    if (e->use_graphs && p.np == 0) {
+    if (e->use_graphs && p.np == 0 && p.n_score == 0) {
         rc = run_graph(e, &p);
         if (rc) {
             /* A capture the runtime refuses should cost speed, not the

@@ -32,6 +32,13 @@ typedef struct {
     const gw_cuda_run *runs; /* cover the tokens in order */
     int n_out;
     const int32_t *out_rows; /* tokens whose logits are wanted, in output order */
+    /* KV selection: tokens whose attention probabilities add to a score array
+     * (SnapKV, H2O): score_tok[i]'s go to score_ptr[i] (device memory,
+     * [layer][kv head][score_cap] floats), for the slots it sees */
+    int n_score;
+    const int32_t *score_tok;
+    float *const *score_ptr;
+    int64_t score_cap;
 } gw_cuda_batch;
 
 /* Uploads the model (F32 matrices become BF16; every other type stays as
@@ -57,6 +64,10 @@ int gw_cuda_engine_copy_block(void *engine, int32_t dst, int32_t src);
  * into open page dst; open pages[i] quantized into blocks[i]; sealed block
  * dequantized into an open page. */
 int gw_cuda_engine_copy_page(void *engine, int32_t dst, int32_t src);
+/* KV selection: for each layer l and KV head h, slot keep[(l * n_kv_heads + h)
+ * * budget + i] of the sequence with this block table moves to slot i. */
+int gw_cuda_engine_gather(gw_cuda_engine *e, const int32_t *blocks, int32_t n_blocks, const int32_t *keep,
+                          int32_t budget);
 int gw_cuda_engine_seal(void *engine, const int32_t *pages, const int32_t *blocks, int32_t n);
 int gw_cuda_engine_unseal(void *engine, int32_t block, int32_t page);
 /* Streaming: slots [src, src + n) of the sequence with this block table move

@@ -246,6 +246,27 @@ int gw_cuda_rope_qkv(const gw_cuda_kv *kv, const float *qkv, int64_t qkv_stride,
 int gw_cuda_kv_shift(const gw_cuda_kv *kv, int n_layer, const int32_t *table, int32_t src, int32_t dst, int32_t n,
                      const float *cs_sn, int rope_dim, int style, void *stream);
 
+/* KV selection (SnapKV, H2O) on a bf16 cache. Scores: for each of n_rows
+ * query rows (row rows[i] of q, bf16 [row][n_heads][head_dim], stride
+ * q_stride) that see kv_lens[i] slots of the sequence whose block table is
+ * block_tables + table_rows[i] * block_table_stride, adds softmax(q_h . k *
+ * scale) over those slots, summed over the query heads h of each KV head's
+ * group, to scores[i][score_off + kvh * score_stride + slot] (f32, atomically:
+ * rows of one sequence add into the same scores). Device arrays: q, rows,
+ * kv_lens, table_rows, block_tables, scores (n_rows device pointers) and
+ * what they point to. Groups up to 16. */
+int gw_cuda_attention_probs_add(const gw_cuda_kv *kv, const uint16_t *q, int64_t q_stride, int n_rows,
+                                const int32_t *rows, const int32_t *kv_lens, const int32_t *table_rows,
+                                const int32_t *block_tables, int block_table_stride, int n_heads, float scale,
+                                float *const *scores, int64_t score_off, int64_t score_stride, void *stream);
+/* Keeps chosen slots of one layer (kv: that layer's view): for every KV head
+ * h, slot keep[h * budget + i] moves to slot i (i < budget) of the sequence
+ * with block table `table` (device arrays), through `scratch` (device,
+ * gw_cuda_kv_gather_scratch() bytes), so that any order of keep is safe. */
+size_t gw_cuda_kv_gather_scratch(const gw_cuda_kv *kv, int budget);
+int gw_cuda_kv_gather(const gw_cuda_kv *kv, const int32_t *table, const int32_t *keep, int budget, void *scratch,
+                      size_t scratch_bytes, void *stream);
+
 /* ---- attention over the paged cache (head_dim 64 or 128) ---- */
 
 /* Prefill (FlashAttention-2 style, tensor cores): a var-len batch of n_seqs
