@@ -11,12 +11,7 @@
 # usage: bash bench/gpu/kv_quant_check.sh [SHAPE] [DEPTHS]
 # (on the GPU machine, carrying .devbuild and .devdata/tokenizer.gguf: see bench/gpu/pack.sh)
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-if [ -d .devbuild/lib ]; then
-    export LD_LIBRARY_PATH="$PWD/.devbuild/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    GODWIT=${GODWIT:-.devbuild/godwit}
-fi
-GODWIT=${GODWIT:-build-cuda/godwit}
+source "$(dirname "$0")/env.sh"
 SHAPE=${1:-llama3-8b}
 DEPTHS=${2:-1024,32768,131072}
 W=/tmp/gw_kvq

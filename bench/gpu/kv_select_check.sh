@@ -9,12 +9,7 @@
 #      (default llama3-8b): dense and snapkv:4x
 # usage: bash bench/gpu/kv_select_check.sh [SHAPE] [DEPTH]
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-if [ -d .devbuild/lib ]; then
-    export LD_LIBRARY_PATH="$PWD/.devbuild/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    GODWIT=${GODWIT:-.devbuild/godwit}
-fi
-GODWIT=${GODWIT:-build-cuda/godwit}
+source "$(dirname "$0")/env.sh"
 SHAPE=${1:-llama3-8b}
 DEPTH=${2:-8192}
 W=/tmp/gw_select

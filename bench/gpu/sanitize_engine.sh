@@ -6,12 +6,7 @@
 # same with graphs off. Prints the sanitizer's summary lines.
 # usage: bash bench/gpu/sanitize_engine.sh   (on the GPU machine; needs torch)
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-if [ -d .devbuild/lib ]; then
-    export LD_LIBRARY_PATH="$PWD/.devbuild/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    GODWIT=${GODWIT:-.devbuild/godwit}
-fi
-GODWIT=${GODWIT:-build-cuda/godwit}
+source "$(dirname "$0")/env.sh"
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 [ -n "$CS" ] || { echo "compute-sanitizer not found"; exit 77; }
 M=/tmp/gw_models/sanitize-1b-L2

@@ -10,12 +10,7 @@
 #      (default llama3-8b): bf16, int8 and int4 pages, and streaming 4,1020
 # usage: bash bench/gpu/streaming_check.sh [SHAPE] [DEPTH]
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-if [ -d .devbuild/lib ]; then
-    export LD_LIBRARY_PATH="$PWD/.devbuild/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    GODWIT=${GODWIT:-.devbuild/godwit}
-fi
-GODWIT=${GODWIT:-build-cuda/godwit}
+source "$(dirname "$0")/env.sh"
 SHAPE=${1:-llama3-8b}
 DEPTH=${2:-8192}
 W=/tmp/gw_stream

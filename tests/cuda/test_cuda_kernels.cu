@@ -984,6 +984,26 @@ static void ref_attention(const AttnSetup &a, int s, int kvh, const float *q, in
         for (int d = 0; d < D; d++) out[d] += sc[j] / sum * a.V(s, j, kvh, d);
 }
 
+/* Every new token's output (rows cu[s] + i of out) against ref_attention over
+ * the slots it sees (its sequence's cached prefix and the new tokens up to it). */
+static void check_outputs(const AttnSetup &a, const std::vector<SeqSpec> &seqs, const std::vector<int32_t> &cu,
+                          const std::vector<uint16_t> &q, int64_t q_stride, const std::vector<uint16_t> &out,
+                          int64_t o_stride, int H, double scale, const char *name) {
+    const int D = a.pg.D, G = H / a.pg.KV;
+    Cmp c(1e-2, 1e-2);
+    std::vector<float> qf(D);
+    std::vector<double> ref;
+    for (size_t s = 0; s < seqs.size(); s++)
+        for (int i = 0; i < seqs[s].n_new; i++)
+            for (int h = 0; h < H; h++) {
+                const size_t row = (size_t)(cu[s] + i);
+                for (int d = 0; d < D; d++) qf[d] = bf2f(q[row * q_stride + (size_t)h * D + d]);
+                ref_attention(a, (int)s, h / G, qf.data(), seqs[s].ctx + i + 1, scale, ref);
+                for (int d = 0; d < D; d++) c.add(bf2f(out[row * o_stride + (size_t)h * D + d]), ref[d]);
+            }
+    c.report(name);
+}
+
 static void test_prefill(int D, int H, int KV, int BS, const std::vector<SeqSpec> &seqs, int warps) {
     char name[256];
     int n = snprintf(name, sizeof name, "attention prefill dim %d heads %d/%d block %d warps %d seqs", D, H, KV, BS,
@@ -1011,19 +1031,7 @@ static void test_prefill(int D, int H, int KV, int BS, const std::vector<SeqSpec
     gw_cuda_attention_tune(0);
     std::vector<uint16_t> out((size_t)T * o_stride);
     dout.down(out.data());
-    Cmp c(1e-2, 1e-2);
-    std::vector<float> qf(D);
-    std::vector<double> ref;
-    const int G = H / KV;
-    for (size_t s = 0; s < seqs.size(); s++)
-        for (int i = 0; i < seqs[s].n_new; i++)
-            for (int h = 0; h < H; h++) {
-                const size_t row = (size_t)(cu[s] + i);
-                for (int d = 0; d < D; d++) qf[d] = bf2f(q[row * q_stride + (size_t)h * D + d]);
-                ref_attention(a, (int)s, h / G, qf.data(), seqs[s].ctx + i + 1, scale, ref);
-                for (int d = 0; d < D; d++) c.add(bf2f(out[row * o_stride + (size_t)h * D + d]), ref[d]);
-            }
-    c.report(name);
+    check_outputs(a, seqs, cu, q, q_stride, out, o_stride, H, scale, name);
 }
 
 static void test_decode(int D, int H, int KV, int BS, const std::vector<int> &lens, int splits) {
@@ -1379,19 +1387,7 @@ static void test_attention_quant(int qt, bool prefill, int D, int H, int KV, con
     GW(rc, name);
     std::vector<uint16_t> out((size_t)T * o_stride);
     dout.down(out.data());
-    Cmp c(1e-2, 1e-2);
-    std::vector<float> qf(D);
-    std::vector<double> ref;
-    const int Gq = H / KV;
-    for (int s = 0; s < S; s++)
-        for (int i = 0; i < seqs[s].n_new; i++)
-            for (int h = 0; h < H; h++) {
-                const size_t row = (size_t)(cu[s] + i);
-                for (int d = 0; d < D; d++) qf[d] = bf2f(q[row * q_stride + (size_t)h * D + d]);
-                ref_attention(a, s, h / Gq, qf.data(), seqs[s].ctx + i + 1, scale, ref);
-                for (int d = 0; d < D; d++) c.add(bf2f(out[row * o_stride + (size_t)h * D + d]), ref[d]);
-            }
-    c.report(name);
+    check_outputs(a, seqs, cu, q, q_stride, out, o_stride, H, scale, name);
 }
 
 /* ------------------------------------------------------------------- main */

@@ -118,6 +118,17 @@ template <int D> __device__ __forceinline__ uint16_t *stage_v(uint16_t *smem, in
     return smem + (j & 1) * 2 * BN * D + BN * D;
 }
 
+/* Block and slot of a key. */
+__device__ __forceinline__ void key_block(const AttnParams &p, int key, int &bi, int &slot) {
+    if (p.bs_shift >= 0) {
+        bi = key >> p.bs_shift;
+        slot = key & (p.block_size - 1);
+    } else {
+        bi = key / p.block_size;
+        slot = key - bi * p.block_size;
+    }
+}
+
 /* Keys [kv0, kv0 + BN) of KV head kvh into sK / sV; keys >= kv_end (past the
  * range, or past the sequence) become zero rows, and their page is not read.
  * Each thread always copies the same 16-byte chunk column c of rows r0,
@@ -138,13 +149,7 @@ __device__ __forceinline__ void load_tile_bf16(const AttnParams &p, const int32_
         const uint32_t step = (uint32_t)(k * RPP * D * (int)sizeof(uint16_t));
         if (key < kv_end) {
             int bi, slot;
-            if (p.bs_shift >= 0) {
-                bi = key >> p.bs_shift;
-                slot = key & (p.block_size - 1);
-            } else {
-                bi = key / p.block_size;
-                slot = key - bi * p.block_size;
-            }
+            key_block(p, key, bi, slot);
             const int64_t off = (int64_t)table[bi] * p.block_stride + head_off + (int64_t)slot * D;
             cp_async16(dk0 + step, p.kc + off, 16);
             cp_async16(dv0 + step, p.vc + off, 16);
@@ -184,17 +189,6 @@ template <int D, int QT> __host__ __device__ constexpr int kv_smem_elems() {
 }
 template <int D, int QT> __device__ __forceinline__ uint8_t *raw_stage(uint16_t *smem, int j) {
     return (uint8_t *)(smem + 2 * BN * D) + (j & 1) * RawTile<D, QT>::BYTES;
-}
-
-/* Block and slot of a key. */
-__device__ __forceinline__ void key_block(const AttnParams &p, int key, int &bi, int &slot) {
-    if (p.bs_shift >= 0) {
-        bi = key >> p.bs_shift;
-        slot = key & (p.block_size - 1);
-    } else {
-        bi = key / p.block_size;
-        slot = key - bi * p.block_size;
-    }
 }
 
 /* The raw bytes of the sealed groups of keys [kv0, kv0 + BN) into raw stage `raw`. */

@@ -560,13 +560,7 @@ int gw_cuda_engine_copy_block(void *engine, int32_t dst, int32_t src) {
             return -1;
         return 0;
     }
-    size_t n = (size_t)e->block_stride * sizeof(uint16_t);
-    if (gw_cuda_memcpy(e->k + (size_t)dst * e->block_stride, e->k + (size_t)src * e->block_stride, n, GW_CUDA_D2D,
-                       e->stream) != 0 ||
-        gw_cuda_memcpy(e->v + (size_t)dst * e->block_stride, e->v + (size_t)src * e->block_stride, n, GW_CUDA_D2D,
-                       e->stream) != 0)
-        return -1;
-    return 0;
+    return gw_cuda_engine_copy_page(engine, dst, src); /* a bf16 cache's blocks are its pages */
 }
 
 /* ------------------------------------------------------------ the forward */
