@@ -121,6 +121,7 @@ struct gw_cuda_engine {
     int32_t *tok_len, *tok_tab; /* host: [n_batch] slots a token sees, its table's offset in staging */
     /* graphs */
     bool use_graphs;
+    double split_scale;  /* decode splits x this (GODWIT_DECODE_SPLITS_X; 1 by default) */
     graph_entry graphs[MAX_GRAPHS];
     uint64_t use_clock;
     char graph_note[256]; /* why graphs were turned off at run time, if they were */
@@ -350,6 +351,9 @@ gw_cuda_engine *gw_cuda_engine_new(const gw_model *m, const float *inv_freq, int
     e->weight_bytes = weights;
     const char *g = getenv("GODWIT_CUDA_GRAPHS");
     e->use_graphs = !(g && !strcmp(g, "0"));
+    /* GODWIT_DECODE_SPLITS_X: scales the decode kernel's split count (a tuning knob for benchmarks) */
+    const char *sx = getenv("GODWIT_DECODE_SPLITS_X");
+    e->split_scale = sx && atof(sx) > 0 ? atof(sx) : 1.0;
     gw_cuda_device_describe(0, e->device_desc, sizeof e->device_desc);
     CK(gw_cuda_stream_new(&e->stream));
     e->blas = gw_cuda_blas_new(0, cerr, sizeof cerr);
@@ -620,6 +624,13 @@ static int make_plan(gw_cuda_engine *e, const gw_cuda_batch *b, plan *p, char *e
     p->sd = p->nd ? next_pow2(max_bd) : 0;
     p->sp = max_bp;
     p->n_splits = p->nd ? gw_cuda_attention_decode_splits(p->nd, e->m->n_head, e->m->n_head_kv, p->max_kv_d) : 0;
+    if (p->n_splits && e->split_scale != 1.0) {
+        /* more (or fewer) splits than the heuristic's, at least one 64-key tile each, at most 128 */
+        int n = (int)(p->n_splits * e->split_scale + 0.5), by_len = (p->max_kv_d + 63) / 64;
+        if (n > by_len) n = by_len;
+        if (n > 128) n = 128;
+        p->n_splits = n < 1 ? 1 : n;
+    }
     size_t o = 0;
     p->tok = o, o += p->T;
     p->pos = o, o += p->T;
