@@ -436,7 +436,8 @@ int gw_kv_select_end(gw_context *c, int seq, const gw_kv_select *k, int n_prompt
 }
 
 int gw_seq_kv_score(gw_context *c, int seq, int from_pos) {
-    if (!seq_valid(c, seq) || c->kv.type != GW_KV_F16 || c->stream[seq].n_window > 0) return -1;
+    /* quantized pages: on the CPU (their gather requantizes there), not on the GPU yet */
+    if (!seq_valid(c, seq) || (c->cuda && c->kv.type != GW_KV_F16) || c->stream[seq].n_window > 0) return -1;
     const gw_model *m = c->model;
     seq_select *z = &c->select[seq];
     if (from_pos < 0) {

@@ -149,8 +149,12 @@ check "run --kv-select reports what it kept" grep -q -E "kv-select snapkv:2x: ke
 out=$("$bin" run -m "$model" -p hi --kv-select snapkv 2>&1); rc=$?
 check "--kv-select without a budget refused" [ $rc -eq 1 ]
 check "--kv-select error named" contains "$out" "--kv-select takes none, snapkv:B or h2o:B"
-out=$("$bin" run -m "$model" -p hi --kv-select h2o:4x --kv-type int8 2>&1); rc=$?
-check "--kv-select with --kv-type int8 refused" [ $rc -eq 1 ]
+out=$("$bin" run -m "$model" -p hi --kv-select h2o:4x --streaming 4,60 2>&1); rc=$?
+check "--kv-select with --streaming refused" [ $rc -eq 1 ]
+out=$("$bin" run -m "$model" -p "$(head -c 1500 "$root/../shared/data/war_and_peace.txt")" --kv-select snapkv:4x \
+  --kv-type int8 -n 4 --temp 0 2>&1); rc=$?
+check "--kv-select on int8 pages runs" [ $rc -eq 0 ]
+check "--kv-select on int8 pages keeps a quarter" contains "$out" "kv-select snapkv:4x: kept the KV of 10[0-9] of 4[0-9][0-9] prompt tokens"
 
 out=$("$bin" bench -m "$model" --pp 16 --tg 4 --reps 1 --json 2>/dev/null); rc=$?
 check "bench exits 0" [ $rc -eq 0 ]

@@ -9,8 +9,9 @@
  * slots, counts the dropped tokens, gives the blocks back to the pool and
  * the sequence goes on at the prompt's positions; dropping a few low-scored tokens
  * moves the next-token log-probabilities a little, dropping half moves them
- * more; quantized caches, streaming sequences and malformed arguments are
- * refused; policies parse and print. */
+ * more; on int8 pages the same compressions land near the fp16 ones;
+ * streaming sequences and malformed arguments are refused; policies parse
+ * and print. */
 #include <stdint.h>
 
 #include "backend/cpu/quant.h"
@@ -189,11 +190,32 @@ static void test_engine(void) {
     CHECK(gw_seq_kv_score(c, s, 0) == -1);
     gw_seq_close(c, s);
     gw_context_free(c);
+
+    /* quantized pages: the same compressions on int8 pages (the kept slots of
+     * sealed blocks requantized) land near the fp16 ones, for both policies */
     p.kv_type = GW_KV_INT8;
     p.kv_block_size = 0;
     c = gw_context_new(m, &p, err, sizeof err);
-    s = gw_seq_open(c);
-    CHECK(gw_seq_kv_score(c, s, 0) == -1);
+    CHECK_MSG(c != NULL, "%s", err);
+    float *lpq = malloc(sizeof(float) * V);
+    gw_context *cf = gw_context_new(m, &(gw_context_params){.n_ctx = 1024, .n_batch = 128, .n_threads = 2}, err,
+                                    sizeof err);
+    double dev_q = 0;
+    const int free_q = gw_context_kv_free_tokens(c);
+    for (int pol = GW_SELECT_SNAPKV; pol <= GW_SELECT_H2O; pol++) {
+        gw_kv_select half = {pol, 0, 2};
+        int sf = feed(cf, &half, n_ids, lp, V, 4);
+        s = feed(c, &half, n_ids, lpq, V, 4);
+        CHECK(gw_seq_len(c, s) == n_ids / 2 + 4 && gw_seq_kv_compressed(c, s) == n_ids - n_ids / 2);
+        dev_q = fmax(dev_q, max_dev_top10(lp, lpq, V));
+        gw_seq_close(c, s);
+        gw_seq_close(cf, sf);
+    }
+    printf("int8 pages: max |dlogprob| over the top 10 against fp16 pages, both compressed to half: %.4f\n", dev_q);
+    CHECK(dev_q < 0.5 * dev_half + 0.05);
+    CHECK(gw_context_kv_free_tokens(c) == free_q);
+    free(lpq);
+    gw_context_free(cf);
     gw_context_free(c);
 
     free(ref);

@@ -41,7 +41,7 @@ void parse_kv_select(const char *s, gw_kv_select *out);
 #define KV_SELECT_HELP \
     "      --kv-select P:B     compress the prompt's KV after prefill: snapkv or h2o, keeping B\n" \
     "                          tokens (e.g. snapkv:1024) or 1/Nth of the prompt (e.g. h2o:4x);\n" \
-    "                          f16 KV pages only (default: none)\n"
+    "                          (int8/int4 pages: on the CPU only) (default: none)\n"
 #define KV_HELP \
     "      --kv-block N        tokens per KV cache block (default: 16; 32 with --kv-type int8/int4)\n" \
     "      --kv-type T         KV cache pages: f16, int8 or int4 (KIVI: keys per channel, values\n" \

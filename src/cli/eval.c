@@ -187,8 +187,8 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
         else snprintf(label, sizeof label, "%s", o->kv_type == GW_KV_F16 ? "dense" : gw_kv_type_name(o->kv_type));
         o->config = label;
     }
-    if (o->select.policy != GW_SELECT_NONE && o->kv_type != GW_KV_F16)
-        die("%s", "--kv-select needs the f16 KV cache (not --kv-type int8/int4) for now");
+    if (o->select.policy != GW_SELECT_NONE && o->kv_type != GW_KV_F16 && o->device == GW_DEVICE_CUDA)
+        die("%s", "--kv-select with --kv-type int8/int4 is not available with --device cuda yet");
     if (o->stream_window > 0 && (o->select.policy != GW_SELECT_NONE || o->kv_type != GW_KV_F16))
         die("%s", "--streaming needs the f16 KV cache and no --kv-select for now");
     if (o->threads < 0 || o->batch <= 0 || o->kv_block < 0 || o->kv_block > 4096)

@@ -177,8 +177,10 @@ static bool parse_options(int argc, char **argv, options *o, void (*usage)(FILE 
     if (o->n_ctx <= 0) die("%s", "--ctx must be positive");
     if (o->n_batch <= 0) die("%s", "--batch must be positive");
     if (o->kv_block < 0 || o->kv_block > 4096) die("%s", "--kv-block must be in 1..4096");
-    if (o->select.policy != GW_SELECT_NONE && (o->kv_type != GW_KV_F16 || o->stream_window > 0))
-        die("%s", "--kv-select needs the f16 KV cache and no --streaming for now");
+    if (o->select.policy != GW_SELECT_NONE && o->stream_window > 0)
+        die("%s", "--kv-select cannot be combined with --streaming");
+    if (o->select.policy != GW_SELECT_NONE && o->kv_type != GW_KV_F16 && o->device == GW_DEVICE_CUDA)
+        die("%s", "--kv-select with --kv-type int8/int4 is not available with --device cuda yet");
     if (o->kv_type != GW_KV_F16 && o->stream_window > 0)
         die("%s", "--streaming cannot be combined with --kv-type int8/int4 yet (keys are re-rotated in place)");
     if (o->n_predict < 0) die("%s", "--n-predict must be >= 0");
@@ -938,8 +940,8 @@ static int cmd_bench(int argc, char **argv) {
     gw_context_describe_device(c, dev, sizeof dev);
     char sel_desc[64];
     gw_kv_select_describe(&sel, sel_desc, sizeof sel_desc);
-    if (sel.policy != GW_SELECT_NONE && kv_type != GW_KV_F16)
-        die("%s", "--kv-select needs the f16 KV cache (not --kv-type int8/int4) for now");
+    if (sel.policy != GW_SELECT_NONE && kv_type != GW_KV_F16 && device == GW_DEVICE_CUDA)
+        die("%s", "--kv-select with --kv-type int8/int4 is not available with --device cuda yet");
     if (stream_window > 0) {
         if (sel.policy != GW_SELECT_NONE || kv_type != GW_KV_F16)
             die("%s", "--streaming needs the f16 KV cache and no --kv-select for now");

@@ -434,42 +434,46 @@ int gw_kv_seal_blocks(gw_kv_pool *p, const int32_t *blocks, int32_t n) {
     return rc;
 }
 
+/* Quantizes one (layer, head) tile of a block, tile number ti, from fp16
+ * tiles kt / vt laid out as an open page's (keys dimension-major, values
+ * slot-major). */
+static void quantize_tile(gw_kv_pool *p, size_t ti, const uint16_t *kt, const uint16_t *vt) {
+    const int bs = p->block_size, D = p->head_dim, G = GW_KV_QGROUP, int4 = p->type == GW_KV_INT4;
+    const int qmax = int4 ? 15 : 255;
+    float x[GW_KV_QGROUP];
+    uint8_t q[GW_KV_QGROUP];
+    uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
+    uint16_t *kp = p->kprm + ti * p->kprm_tile, *vp = p->vprm + ti * p->vprm_tile;
+    /* keys: per dimension, over each group of G slots */
+    for (int g = 0; g < bs / G; g++) {
+        for (int d = 0; d < D; d++) {
+            size_t at = gw_kv_k_index(p, g * G, d);
+            gw_dequantize_row(GW_TYPE_F16, kt + at, x, G);
+            quant_group(x, qmax, kp + ((size_t)g * D + d) * 2, q);
+            for (int j = 0; j < G; j++) put_code(kc, int4, at + j, q[j]);
+        }
+    }
+    /* values: per slot, over each group of G dimensions */
+    for (int sl = 0; sl < bs; sl++) {
+        for (int g = 0; g < D / G; g++) {
+            size_t at = gw_kv_v_index(p, sl, g * G);
+            gw_dequantize_row(GW_TYPE_F16, vt + at, x, G);
+            quant_group(x, qmax, vp + ((size_t)sl * (D / G) + g) * 2, q);
+            for (int j = 0; j < G; j++) put_code(vc, int4, at + j, q[j]);
+        }
+    }
+}
+
 void gw_kv_seal(gw_kv_pool *p, int32_t block) {
     if (!p->open || p->open[block] < 0) return;
     if (p->external) {
         gw_kv_seal_blocks(p, &block, 1);
         return;
     }
-    const int bs = p->block_size, D = p->head_dim, G = GW_KV_QGROUP, int4 = p->type == GW_KV_INT4;
-    const int qmax = int4 ? 15 : 255;
-    float x[GW_KV_QGROUP];
-    uint8_t q[GW_KV_QGROUP];
-    for (int l = 0; l < p->n_layer; l++) {
-        for (int h = 0; h < p->n_head_kv; h++) {
-            const size_t ti = gw_kv_tile_index(p, block, l, h);
-            const uint16_t *kt = gw_kv_k_page(p, block, l, h), *vt = gw_kv_v_page(p, block, l, h);
-            uint8_t *kc = p->kq + ti * p->q_tile_bytes, *vc = p->vq + ti * p->q_tile_bytes;
-            uint16_t *kp = p->kprm + ti * p->kprm_tile, *vp = p->vprm + ti * p->vprm_tile;
-            /* keys: per dimension, over each group of G slots */
-            for (int g = 0; g < bs / G; g++) {
-                for (int d = 0; d < D; d++) {
-                    size_t at = gw_kv_k_index(p, g * G, d);
-                    gw_dequantize_row(GW_TYPE_F16, kt + at, x, G);
-                    quant_group(x, qmax, kp + ((size_t)g * D + d) * 2, q);
-                    for (int j = 0; j < G; j++) put_code(kc, int4, at + j, q[j]);
-                }
-            }
-            /* values: per slot, over each group of G dimensions */
-            for (int sl = 0; sl < bs; sl++) {
-                for (int g = 0; g < D / G; g++) {
-                    size_t at = gw_kv_v_index(p, sl, g * G);
-                    gw_dequantize_row(GW_TYPE_F16, vt + at, x, G);
-                    quant_group(x, qmax, vp + ((size_t)sl * (D / G) + g) * 2, q);
-                    for (int j = 0; j < G; j++) put_code(vc, int4, at + j, q[j]);
-                }
-            }
-        }
-    }
+    for (int l = 0; l < p->n_layer; l++)
+        for (int h = 0; h < p->n_head_kv; h++)
+            quantize_tile(p, gw_kv_tile_index(p, block, l, h), gw_kv_k_page(p, block, l, h),
+                          gw_kv_v_page(p, block, l, h));
     p->open_free[p->n_open_free++] = p->open[block];
     p->open[block] = -1;
 }
@@ -619,13 +623,66 @@ int gw_kv_seq_shift_down(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32_t
 
 /* ------------------------------------------------------ keeping chosen slots */
 
+/* A (layer, head) tile of a block as fp16 in the open-page layout: copied
+ * from its open page, or dequantized. */
+static void tile_read(const gw_kv_pool *p, int32_t block, int layer, int head, uint16_t *k, uint16_t *v) {
+    const size_t n = (size_t)p->block_size * p->head_dim;
+    const uint16_t *kt = gw_kv_k_page(p, block, layer, head);
+    if (kt) {
+        memcpy(k, kt, n * sizeof(uint16_t));
+        memcpy(v, gw_kv_v_page(p, block, layer, head), n * sizeof(uint16_t));
+    } else {
+        gw_kv_dequant_slots(p, block, layer, head, 0, p->block_size, k, v);
+    }
+}
+
+/* gw_kv_seq_gather on a quantized pool: each destination block's tile is
+ * rebuilt in fp16 (its kept rows from their source tiles, the rest as it
+ * was) and written back: into its open page, or quantized again. A source
+ * slot is never in a block already written (keep[i] >= i). */
+static int gather_quant(gw_kv_pool *p, const gw_kv_seq *s, int layer, int head, const int32_t *keep, int32_t n) {
+    const int bs = p->block_size, D = p->head_dim;
+    const size_t tile = (size_t)bs * D;
+    uint16_t *buf = malloc(4 * tile * sizeof(uint16_t));
+    if (!buf) return -1;
+    uint16_t *sk = buf, *sv = buf + tile, *dk = buf + 2 * tile, *dv = buf + 3 * tile;
+    int32_t cached = -1; /* the source block whose tile sk / sv hold */
+    for (int32_t db = 0; (int64_t)db * bs < n; db++) {
+        const int32_t blk = s->blocks[db];
+        tile_read(p, blk, layer, head, dk, dv);
+        for (int r = 0; r < bs && db * bs + r < n; r++) {
+            const int32_t src = keep[db * bs + r], sb = s->blocks[src / bs], so = src % bs;
+            if (src == db * bs + r) continue;
+            if (sb != cached) {
+                tile_read(p, sb, layer, head, sk, sv);
+                cached = sb;
+            }
+            for (int d = 0; d < D; d++) dk[gw_kv_k_index(p, r, d)] = sk[gw_kv_k_index(p, so, d)];
+            memcpy(dv + gw_kv_v_index(p, r, 0), sv + gw_kv_v_index(p, so, 0), (size_t)D * sizeof(uint16_t));
+        }
+        uint16_t *kt = gw_kv_k_page(p, blk, layer, head);
+        if (kt) {
+            memcpy(kt, dk, tile * sizeof(uint16_t));
+            memcpy(gw_kv_v_page(p, blk, layer, head), dv, tile * sizeof(uint16_t));
+        } else {
+            quantize_tile(p, gw_kv_tile_index(p, blk, layer, head), dk, dv);
+        }
+        if (blk == cached) cached = -1; /* (cannot be read again, but keep the cache honest) */
+    }
+    free(buf);
+    return 0;
+}
+
 int gw_kv_seq_gather(gw_kv_pool *p, const gw_kv_seq *s, int layer, int head, const int32_t *keep, int32_t n) {
     const int bs = p->block_size, D = p->head_dim;
-    if (!p->k || layer < 0 || layer >= p->n_layer || head < 0 || head >= p->n_head_kv || n < 0) return -1;
+    if ((!p->k && (!p->open || p->external)) || layer < 0 || layer >= p->n_layer || head < 0 ||
+        head >= p->n_head_kv || n < 0)
+        return -1;
     for (int32_t i = 0; i < n; i++)
         if (keep[i] < i || (i > 0 && keep[i] <= keep[i - 1]) || keep[i] >= s->n_blocks * bs) return -1;
     for (int32_t b = 0; n > 0 && b <= (n - 1) / bs; b++)
         if (p->refcount[s->blocks[b]] != 1) return -1;
+    if (!p->k) return gather_quant(p, s, layer, head, keep, n);
     /* keep[i] >= i: slot i is written after every slot below keep[i] was read */
     for (int32_t i = 0; i < n; i++) {
         const int32_t src = keep[i];

@@ -236,7 +236,11 @@ int gw_kv_seq_shift_layers(gw_kv_pool *p, const gw_kv_seq *s, int32_t src, int32
  * the rotation of their original position). Other layers and heads, the
  * sequence's length and its blocks are untouched (the caller truncates once
  * every tile has moved). Every block written must be the sequence's own.
- * Returns 0, or -1 (not increasing, outside the sequence's blocks, a shared
- * block, a quantized or device pool); nothing is moved then. */
+ * On a quantized pool the kept slots of each destination block are put
+ * together in fp16 (dequantized where they were sealed) and the block's
+ * tile written back: into its open page, or quantized again (so a kept
+ * sealed slot is quantized twice). Returns 0, or -1 (not increasing, outside
+ * the sequence's blocks, a shared block, a device pool, out of memory);
+ * nothing is moved then. */
 int gw_kv_seq_gather(gw_kv_pool *p, const gw_kv_seq *s, int layer, int head, const int32_t *keep, int32_t n);
 #endif

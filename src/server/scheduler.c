@@ -186,7 +186,7 @@ struct gw_sched {
     const gw_tokenizer *tok;
     gw_context *ctx;
     gw_metrics *metrics;
-    int n_vocab, max_len, batch_tokens, max_running, max_waiting, block_size, kv_total, kv_type;
+    int n_vocab, max_len, batch_tokens, max_running, max_waiting, block_size, kv_total, kv_type, device;
     bool prefix_cache;
     pthread_t thread;
     bool thread_started;
@@ -256,6 +256,7 @@ gw_sched *gw_sched_new(gw_model *m, const gw_sched_params *p, char *err, size_t 
     if (s->prefix_cache && gw_context_set_prefix_cache(s->ctx, true) != 0) goto oom;
     s->block_size = gw_context_kv_block_size(s->ctx);
     s->kv_type = p->kv_type;
+    s->device = p->device;
     s->kv_total = gw_context_kv_free_tokens(s->ctx);
     s->max_len = p->n_ctx;
     int train = gw_model_n_ctx_train(m);
@@ -351,8 +352,9 @@ gw_submit_status gw_sched_submit(gw_sched *s, gw_channel *ch, const gw_gen_param
                 snprintf(err, errlen, "token id %d is out of range [0, %d)", p[i].prompt[j], s->n_vocab);
                 return GW_SUBMIT_INVALID;
             }
-        if (p[i].kv_select.policy != GW_SELECT_NONE && s->kv_type != GW_KV_F16) {
-            snprintf(err, errlen, "kv_select needs the f16 KV cache; this server runs with --kv-type %s",
+        if (p[i].kv_select.policy != GW_SELECT_NONE && s->kv_type != GW_KV_F16 && s->device == GW_DEVICE_CUDA) {
+            snprintf(err, errlen, "kv_select with a quantized KV cache is not available on the GPU yet (this server "
+                                  "runs with --kv-type %s)",
                      gw_kv_type_name(s->kv_type));
             return GW_SUBMIT_INVALID;
         }
