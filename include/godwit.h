@@ -181,12 +181,14 @@ typedef struct {
     int policy;     /* GW_SELECT_* */
     int budget;     /* tokens kept; 0: use ratio */
     double ratio;   /* KV reduction factor (e.g. 4) when budget is 0 */
+    int pool;       /* SnapKV's pooling width (odd); 0: GW_SNAPKV_POOL */
 } gw_kv_select;
 #define GW_SNAPKV_WINDOW 32 /* observation window and recent tokens kept */
-#define GW_SNAPKV_POOL 7
-/* Parses "snapkv:1024", "h2o:4x", "none"; 0, or -1 if malformed. */
+#define GW_SNAPKV_POOL 7    /* the paper's kernel */
+/* Parses "snapkv:1024", "h2o:4x", "snapkv:4x,pool=15" (SnapKV only: an odd
+ * pooling width 1..255), "none"; 0, or -1 if malformed. */
 int gw_kv_select_parse(const char *s, gw_kv_select *out);
-/* "snapkv:4x", "h2o:1024" or "none". */
+/* "snapkv:4x", "h2o:1024", "snapkv:4x,pool=15" or "none". */
 void gw_kv_select_describe(const gw_kv_select *k, char *buf, size_t buflen);
 /* Before a prompt of n tokens is fed to a fresh sequence: starts the
  * policy's scoring (nothing for GW_SELECT_NONE). After it: compresses.

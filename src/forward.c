@@ -387,22 +387,33 @@ int gw_kv_select_parse(const char *s, gw_kv_select *out) {
     errno = 0;
     double v = strtod(colon + 1, &end);
     if (errno || end == colon + 1 || !(v > 0) || v > 1e9) return -1;
-    if (*end == 'x' && end[1] == 0) {
+    if (*end == 'x') {
         if (v < 1) return -1;
         out->ratio = v;
-    } else if (*end == 0 && v == (int)v) {
+        end++;
+    } else if (v == (int)v) {
         out->budget = (int)v;
     } else {
         return -1;
     }
-    return 0;
+    if (!strncmp(end, ",pool=", 6) && out->policy == GW_SELECT_SNAPKV) {
+        const char *w = end + 6;
+        long pool = strtol(w, &end, 10);
+        if (end == w || pool < 1 || pool > 255 || pool % 2 == 0) return -1;
+        out->pool = (int)pool;
+    }
+    return *end == 0 ? 0 : -1;
 }
 
 void gw_kv_select_describe(const gw_kv_select *k, char *buf, size_t buflen) {
     const char *name = k->policy == GW_SELECT_SNAPKV ? "snapkv" : k->policy == GW_SELECT_H2O ? "h2o" : NULL;
     if (!name) snprintf(buf, buflen, "none");
-    else if (k->budget > 0) snprintf(buf, buflen, "%s:%d", name, k->budget);
-    else snprintf(buf, buflen, "%s:%gx", name, k->ratio);
+    else {
+        int n = k->budget > 0 ? snprintf(buf, buflen, "%s:%d", name, k->budget)
+                              : snprintf(buf, buflen, "%s:%gx", name, k->ratio);
+        if (k->pool > 0 && k->pool != GW_SNAPKV_POOL && n > 0 && (size_t)n < buflen)
+            snprintf(buf + n, buflen - (size_t)n, ",pool=%d", k->pool);
+    }
 }
 
 /* The policy's budget, recent window and pooling for a prompt of n tokens. */
@@ -410,7 +421,7 @@ static void select_plan(const gw_kv_select *k, int n, int *budget, int *recent, 
     int b = k->budget > 0 ? k->budget : (int)ceil(n / (k->ratio > 1 ? k->ratio : 1));
     if (k->policy == GW_SELECT_SNAPKV) {
         *recent = GW_SNAPKV_WINDOW;
-        *pool = GW_SNAPKV_POOL;
+        *pool = k->pool > 0 ? k->pool : GW_SNAPKV_POOL;
     } else {
         *recent = b / 2;
         *pool = 1;

@@ -70,9 +70,16 @@ static void test_parse(void) {
     CHECK(gw_kv_select_parse("h2o:4x", &k) == 0 && k.policy == GW_SELECT_H2O && k.ratio == 4 && k.budget == 0);
     gw_kv_select_describe(&k, buf, sizeof buf);
     CHECK(!strcmp(buf, "h2o:4x"));
+    CHECK(gw_kv_select_parse("snapkv:4x,pool=15", &k) == 0 && k.ratio == 4 && k.pool == 15);
+    gw_kv_select_describe(&k, buf, sizeof buf);
+    CHECK(!strcmp(buf, "snapkv:4x,pool=15"));
+    CHECK(gw_kv_select_parse("snapkv:512,pool=7", &k) == 0 && k.budget == 512 && k.pool == 7);
+    gw_kv_select_describe(&k, buf, sizeof buf);
+    CHECK(!strcmp(buf, "snapkv:512")); /* the default width is not spelled out */
     CHECK(gw_kv_select_parse("none", &k) == 0 && k.policy == GW_SELECT_NONE);
     const char *bad[] = {"snapkv", "snapkv:", "snapkv:0", "snapkv:-3", "snapkv:1.5", "h2o:0.5x", "lru:8", "h2o:4xx",
-                         "snapkv:4y"};
+                         "snapkv:4y", "snapkv:4x,pool=8", "snapkv:4x,pool=", "h2o:4x,pool=15", "snapkv:4x,pool=15z",
+                         "snapkv:4x,"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) CHECK_MSG(gw_kv_select_parse(bad[i], &k) == -1, "%s", bad[i]);
 }
 
@@ -148,7 +155,7 @@ static void test_engine(void) {
 
     /* a budget holding the whole prompt: nothing changes (H2O scores every
      * token, so this also shows scoring leaves the forward pass alone) */
-    gw_kv_select all = {GW_SELECT_H2O, 4096, 0};
+    gw_kv_select all = {GW_SELECT_H2O, 4096, 0, 0};
     int s = feed(c, &all, n_ids, lp, V, 4);
     CHECK(memcmp(lp, ref, sizeof(float) * V) == 0);
     CHECK(gw_seq_len(c, s) == n_ids + 4 && gw_seq_kv_compressed(c, s) == 0);
@@ -158,7 +165,7 @@ static void test_engine(void) {
     int free_before = gw_context_kv_free_tokens(c);
     double dev_small = 0, dev_half = 0;
     for (int pol = GW_SELECT_SNAPKV; pol <= GW_SELECT_H2O; pol++) {
-        gw_kv_select few = {pol, n_ids - 24, 0}, half = {pol, 0, 2};
+        gw_kv_select few = {pol, n_ids - 24, 0, 0}, half = {pol, 0, 2, 0};
         s = feed(c, &few, n_ids, lp, V, 4);
         CHECK(gw_seq_len(c, s) == n_ids - 24 + 4 && gw_seq_kv_compressed(c, s) == 24);
         dev_small = fmax(dev_small, max_dev_top10(ref, lp, V));
@@ -203,7 +210,7 @@ static void test_engine(void) {
     double dev_q = 0;
     const int free_q = gw_context_kv_free_tokens(c);
     for (int pol = GW_SELECT_SNAPKV; pol <= GW_SELECT_H2O; pol++) {
-        gw_kv_select half = {pol, 0, 2};
+        gw_kv_select half = {pol, 0, 2, 0};
         int sf = feed(cf, &half, n_ids, lp, V, 4);
         s = feed(c, &half, n_ids, lpq, V, 4);
         CHECK(gw_seq_len(c, s) == n_ids / 2 + 4 && gw_seq_kv_compressed(c, s) == n_ids - n_ids / 2);

@@ -41,6 +41,7 @@ void parse_kv_select(const char *s, gw_kv_select *out);
 #define KV_SELECT_HELP \
     "      --kv-select P:B     compress the prompt's KV after prefill: snapkv or h2o, keeping B\n" \
     "                          tokens (e.g. snapkv:1024) or 1/Nth of the prompt (e.g. h2o:4x);\n" \
+    "                          snapkv:4x,pool=15 widens SnapKV's score pooling (default 7);\n" \
     "                          (int8/int4 pages: on the CPU only) (default: none)\n"
 #define KV_HELP \
     "      --kv-block N        tokens per KV cache block (default: 16; 32 with --kv-type int8/int4)\n" \

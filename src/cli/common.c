@@ -139,7 +139,7 @@ int parse_kv_type(const char *s) {
 void parse_kv_select(const char *s, gw_kv_select *out) {
     if (gw_kv_select_parse(s, out) != 0)
         die("--kv-select takes none, snapkv:B or h2o:B with B a token budget (1024) or a reduction (4x), "
-            "not '%s'", s);
+            "and for snapkv an odd pooling width (snapkv:4x,pool=15), not '%s'", s);
 }
 
 void parse_streaming(const char *s, int *n_sink, int *n_window) {

@@ -417,7 +417,7 @@ int gw_api_parse(gw_api_kind kind, const char *body, size_t len, const gw_model 
     const cJSON *ks = cJSON_GetObjectItemCaseSensitive(root, "kv_select");
     if (!is_null_or_absent(ks) && (!cJSON_IsString(ks) || gw_kv_select_parse(ks->valuestring, &rq->gen.kv_select))) {
         BAD("kv_select", "'kv_select' must be \"none\", \"snapkv:B\" or \"h2o:B\" with B a token budget "
-                         "(1024) or a reduction (4x)");
+                         "(1024) or a reduction (4x), optionally \",pool=N\" (odd) for snapkv");
         goto out;
     }
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
