@@ -420,8 +420,9 @@ int gw_kv_seal_blocks(gw_kv_pool *p, const int32_t *blocks, int32_t n) {
         for (int32_t i = 0; i < n; i++) gw_kv_seal(p, blocks[i]);
         return 0;
     }
-    int32_t *pages = malloc(2 * (size_t)n * sizeof(int32_t)), *sealed = pages + n, m = 0;
+    int32_t *pages = malloc(2 * (size_t)n * sizeof(int32_t));
     if (!pages) return -1;
+    int32_t *sealed = pages + n, m = 0;
     for (int32_t i = 0; i < n; i++)
         if (p->open[blocks[i]] >= 0) pages[m] = p->open[blocks[i]], sealed[m++] = blocks[i];
     int rc = m == 0 ? 0 : p->dev.seal ? p->dev.seal(p->dev.arg, pages, sealed, m) : -1;
