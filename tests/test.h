@@ -77,6 +77,14 @@ static inline void test_top_k(const float *x, int n, int *idx, int k) {
     }
 }
 
+/* Logits x[0..n) -> log-probabilities, in place (max-shifted, sums in double). */
+static inline void test_log_softmax(float *x, int n) {
+    double mx = -INFINITY, sum = 0;
+    for (int v = 0; v < n; v++) mx = fmax(mx, x[v]);
+    for (int v = 0; v < n; v++) sum += exp(x[v] - mx);
+    for (int v = 0; v < n; v++) x[v] = (float)(x[v] - mx - log(sum));
+}
+
 /* Undoes the golden files' escapes (\\ \n \t \r \xHH). Returns malloc'd
  * bytes; *len (if not NULL) gets their count, which may include NUL bytes. */
 static inline char *test_unescape(const char *s, size_t *len) {

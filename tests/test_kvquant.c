@@ -384,29 +384,6 @@ static void test_attention_matches(int type) {
 /* ---------------------------------------------------------- engine level */
 
 /* Feeds ids[0..n) in chunks of `chunk` and returns the last token's log-probs. */
-static void prompt_logprobs(gw_context *c, const int32_t *ids, int n, int chunk, float *lp, int V) {
-    int seq = gw_seq_open(c);
-    int32_t sq[512], pos[512];
-    int8_t want[512];
-    char err[256];
-    for (int at = 0; at < n; at += chunk) {
-        int m = n - at < chunk ? n - at : chunk;
-        for (int i = 0; i < m; i++) {
-            sq[i] = seq;
-            pos[i] = at + i;
-            want[i] = at + i == n - 1;
-        }
-        gw_batch b = {m, ids + at, sq, pos, want};
-        int rc = gw_forward(c, &b, lp, err, sizeof err);
-        CHECK_MSG(rc == 0, "%s", err);
-    }
-    double mx = -INFINITY, sum = 0;
-    for (int v = 0; v < V; v++) mx = fmax(mx, lp[v]);
-    for (int v = 0; v < V; v++) sum += exp(lp[v] - mx);
-    for (int v = 0; v < V; v++) lp[v] = (float)(lp[v] - mx - log(sum));
-    gw_seq_close(c, seq);
-}
-
 /* Feeds ids[from..n) to an open sequence at positions from.. in chunks;
  * lp gets the last token's log-probabilities. */
 static void feed_from(gw_context *c, int seq, const int32_t *ids, int from, int n, int chunk, float *lp, int V) {
@@ -420,10 +397,14 @@ static void feed_from(gw_context *c, int seq, const int32_t *ids, int from, int 
         int rc = gw_forward(c, &b, lp, err, sizeof err);
         CHECK_MSG(rc == 0, "%s", err);
     }
-    double mx = -INFINITY, sum = 0;
-    for (int v = 0; v < V; v++) mx = fmax(mx, lp[v]);
-    for (int v = 0; v < V; v++) sum += exp(lp[v] - mx);
-    for (int v = 0; v < V; v++) lp[v] = (float)(lp[v] - mx - log(sum));
+    test_log_softmax(lp, V);
+}
+
+/* A fresh sequence's log-probabilities after the prompt, fed in chunks. */
+static void prompt_logprobs(gw_context *c, const int32_t *ids, int n, int chunk, float *lp, int V) {
+    int seq = gw_seq_open(c);
+    feed_from(c, seq, ids, 0, n, chunk, lp, V);
+    gw_seq_close(c, seq);
 }
 
 /* The prefix cache over int8 pages: a sequence that starts on cached

@@ -114,10 +114,7 @@ static int feed(gw_context *c, const gw_kv_select *k, int n, float *lp, int V, i
         gw_batch b = {1, &best, &seq, &p, &w};
         CHECK(gw_forward(c, &b, lp, err, sizeof err) == 0);
     }
-    double mx = -INFINITY, sum = 0;
-    for (int v = 0; v < V; v++) mx = fmax(mx, lp[v]);
-    for (int v = 0; v < V; v++) sum += exp(lp[v] - mx);
-    for (int v = 0; v < V; v++) lp[v] = (float)(lp[v] - mx - log(sum));
+    test_log_softmax(lp, V);
     return seq;
 }
 
