@@ -34,6 +34,9 @@ int parse_device(const char *s);
 /* --streaming S,W: S attention sinks and a window of W tokens (S >= 0, W >=
  * 1), or 0,0 for off; exits on anything else. */
 void parse_streaming(const char *s, int *n_sink, int *n_window);
+/* The KV policy a run uses, as results record it: "snapkv:4x", "h2o:1024",
+ * "streaming:4,1020" (window > 0) or "none". */
+void describe_kv_policy(const gw_kv_select *sel, int stream_sink, int stream_window, char *buf, size_t buflen);
 /* --kv-type f16|int8|int4 -> GW_KV_*. */
 int parse_kv_type(const char *s);
 /* --kv-select POLICY:BUDGET -> gw_kv_select (dies on a malformed one). */

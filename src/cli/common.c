@@ -142,6 +142,11 @@ void parse_kv_select(const char *s, gw_kv_select *out) {
             "and for snapkv an odd pooling width (snapkv:4x,pool=15), not '%s'", s);
 }
 
+void describe_kv_policy(const gw_kv_select *sel, int stream_sink, int stream_window, char *buf, size_t buflen) {
+    if (stream_window > 0) snprintf(buf, buflen, "streaming:%d,%d", stream_sink, stream_window);
+    else gw_kv_select_describe(sel, buf, buflen);
+}
+
 void parse_streaming(const char *s, int *n_sink, int *n_window) {
     char *end;
     errno = 0;

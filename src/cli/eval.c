@@ -182,8 +182,8 @@ static void parse_eval_options(int argc, char **argv, eval_mode mode, eval_optio
     if (o->samples == 0) die("%s", "--samples must be >= 1");
     if (!o->config) {
         static char label[64];
-        if (o->select.policy != GW_SELECT_NONE) gw_kv_select_describe(&o->select, label, sizeof label);
-        else if (o->stream_window > 0) snprintf(label, sizeof label, "streaming:%d,%d", o->stream_sink, o->stream_window);
+        if (o->select.policy != GW_SELECT_NONE || o->stream_window > 0)
+            describe_kv_policy(&o->select, o->stream_sink, o->stream_window, label, sizeof label);
         else snprintf(label, sizeof label, "%s", o->kv_type == GW_KV_F16 ? "dense" : gw_kv_type_name(o->kv_type));
         o->config = label;
     }
@@ -403,8 +403,7 @@ static int run_eval(const eval_options *o) {
     eng.stream_sink = o->stream_sink;
     eng.stream_window = o->stream_window;
     char select_desc[64];
-    gw_kv_select_describe(&o->select, select_desc, sizeof select_desc);
-    if (o->stream_window > 0) snprintf(select_desc, sizeof select_desc, "streaming:%d,%d", o->stream_sink, o->stream_window);
+    describe_kv_policy(&o->select, o->stream_sink, o->stream_window, select_desc, sizeof select_desc);
     if (m && eng.fmt == GW_CHAT_UNKNOWN && !o->no_template)
         fprintf(stderr, "note: the model has no chat template godwit knows; prompts are plain text\n");
     gw_eval_records fresh = {0};

@@ -939,13 +939,12 @@ static int cmd_bench(int argc, char **argv) {
     char dev[512];
     gw_context_describe_device(c, dev, sizeof dev);
     char sel_desc[64];
-    gw_kv_select_describe(&sel, sel_desc, sizeof sel_desc);
+    describe_kv_policy(&sel, stream_sink, stream_window, sel_desc, sizeof sel_desc);
     if (sel.policy != GW_SELECT_NONE && kv_type != GW_KV_F16 && device == GW_DEVICE_CUDA)
         die("%s", "--kv-select with --kv-type int8/int4 is not available with --device cuda yet");
     if (stream_window > 0) {
         if (sel.policy != GW_SELECT_NONE || kv_type != GW_KV_F16)
             die("%s", "--streaming needs the f16 KV cache and no --kv-select for now");
-        snprintf(sel_desc, sizeof sel_desc, "streaming:%d,%d", stream_sink, stream_window);
     }
     if (!json)
         printf("%s\n%s, KV %s (%zu bytes/token), kv-select %s\n%-8s %6s %14s %10s\n", desc, dev,
